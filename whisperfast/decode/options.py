@@ -1,0 +1,60 @@
+"""What a caller may ask of one decoding pass, and what it gets back."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import asdict, dataclass, field
+
+from ..errors import OptionError
+from ..tokenizer import TASKS, normalize_language
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    task: str = "transcribe"
+    language: str | None = None            # None: detect (multilingual) / English (.en)
+    temperature: float = 0.0               # 0: greedy; > 0: sampling
+    sample_len: int | None = None          # max new tokens per window; None: n_text_ctx // 2 (224)
+    without_timestamps: bool = False
+    max_initial_timestamp: float | None = 1.0
+    suppress_tokens: str | tuple | None = "-1"  # "-1": the checkpoint's list (non-speech symbols)
+    suppress_blank: bool = True
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise OptionError(f"task must be one of {TASKS}, not {self.task!r}")
+        object.__setattr__(self, "language", normalize_language(self.language))
+        check_temperature(self.temperature)
+        if self.sample_len is not None and not (isinstance(self.sample_len, int) and self.sample_len > 0):
+            raise OptionError(f"sample_len must be a positive int, not {self.sample_len!r}")
+
+
+def check_temperature(t) -> float:
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+        raise OptionError(f"temperature must be a finite number >= 0 (0 = greedy), not {t!r}")
+    return float(t)
+
+
+@dataclass
+class DecodingResult:
+    """One window's decode. `tokens`: the sampled ids (timestamps included), no prompt, no EOT."""
+
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    language: str | None = None
+    avg_logprob: float = math.nan
+    sum_logprob: float = math.nan
+    compression_ratio: float = math.nan
+    no_speech_prob: float = math.nan
+    temperature: float = 0.0
+    language_probs: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def compression_ratio(text: str) -> float:
+    """openai-whisper's: bytes of the UTF-8 text over bytes of its zlib compression."""
+    b = text.encode("utf-8")
+    return len(b) / len(zlib.compress(b)) if b else 0.0

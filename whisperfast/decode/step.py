@@ -1,0 +1,99 @@
+"""The per-token step, and the ONE place where it is compiled.
+
+`Session` holds, at fixed addresses, everything a batch bucket's decode loop reads and writes: the static
+k/v cache, the sampled tokens, the logit-rule state, the per-row temperature and the done mask.
+`decode_one` is pure tensor code (no `.item()`, no Python branch on a tensor value), so on CUDA it is
+captured once per bucket by `torch.compile(mode="reduce-overhead", fullgraph=True)` and replayed as a
+CUDA graph with no host sync per token.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..model.config import ModelConfig
+from ..model.decoder import Decoder
+from ..tokenizer import Tokenizer
+from .filters import timestamp_rules
+
+PROMPT_CAPACITY = 256  # slots for the (left-padded) prompt: <|startofprev|> + 223 tokens + sot sequence
+
+
+class Session(nn.Module):
+    """Decode state of one batch bucket. Rows are independent; `done` rows only emit EOT."""
+
+    def __init__(self, decoder: Decoder, config: ModelConfig, tok: Tokenizer, batch: int, sample_len: int,
+                 *, dtype: torch.dtype, device: torch.device):
+        super().__init__()
+        self.eot, self.no_ts, self.ts_begin = tok.eot, tok.no_timestamps, tok.timestamp_begin
+        self.max_initial = config.max_initial_timestamp_index
+        self.sample_len = sample_len
+        self.cache = decoder.new_cache(batch, PROMPT_CAPACITY + sample_len, config.n_audio_ctx,
+                                       dtype=dtype, device=device)
+        V = config.n_vocab
+
+        def buf(name: str, *shape: int, dtype=torch.long, fill=0):
+            self.register_buffer(name, torch.full(shape, fill, dtype=dtype, device=device), persistent=False)
+
+        buf("out", batch, sample_len)                 # sampled ids [B, S]
+        for name in ("last", "prev", "max_ts", "cap"):
+            buf(name, batch)                          # [B]
+        buf("done", batch, dtype=torch.bool)
+        buf("ts_on", batch, dtype=torch.bool)
+        buf("sum_logprob", batch, dtype=torch.float32)
+        buf("temperature", batch, dtype=torch.float32)
+        buf("step", dtype=torch.long)                 # [] tokens sampled so far
+        buf("pos", 1)                                 # [1] cache slot of the token fed next
+        buf("suppress", V, dtype=torch.float32)       # additive masks: 0 or -inf
+        buf("begin", V, dtype=torch.float32)
+        self.register_buffer("vocab", torch.arange(V, device=device), persistent=False)
+        for t in self.buffers():
+            torch._dynamo.mark_static_address(t)
+
+    @property
+    def batch(self) -> int:
+        return self.out.shape[0]
+
+
+def select(sess: Session, logits: Tensor) -> None:
+    """Apply the logit rules to `logits` [B, V] (float32), pick a token per row, update the state."""
+    logits = logits + sess.suppress + torch.where(sess.step == 0, sess.begin, 0.0)
+    logits = timestamp_rules(logits, sess.step, sess.last, sess.prev, sess.max_ts, sess.ts_on, sess.vocab,
+                             eot=sess.eot, no_ts=sess.no_ts, ts_begin=sess.ts_begin, max_initial=sess.max_initial)
+    logprobs = torch.log_softmax(logits, dim=-1)
+    t = sess.temperature
+    # sampling without a host sync: argmax(p / E), E ~ Exp(1), is a draw from p (exponential race)
+    race = logits / torch.where(t > 0, t, 1.0)[:, None] - torch.empty_like(logits).exponential_().log()
+    tok = torch.where(t > 0, race.argmax(dim=-1), logits.argmax(dim=-1))
+    tok = torch.where(sess.done, sess.eot, tok)                                  # [B]
+    lp = logprobs.gather(1, tok[:, None])[:, 0]
+    sess.sum_logprob.add_(torch.where(sess.done, 0.0, lp))
+    sess.out.index_copy_(1, sess.step.view(1), tok[:, None])
+    sess.prev.copy_(sess.last)
+    sess.last.copy_(tok)
+    sess.max_ts.copy_(torch.where(tok >= sess.ts_begin, tok, sess.max_ts))
+    sess.done.copy_(sess.done | (tok == sess.eot) | (sess.step + 1 >= sess.cap))
+    sess.step.add_(1)
+
+
+def decode_one(decoder: Decoder, sess: Session) -> None:
+    """Feed each row's last token at slot `pos`, then select the next one."""
+    logits = decoder(sess.last[:, None], sess.pos, sess.cache)[:, 0]  # [B, V]
+    sess.pos.add_(1)
+    select(sess, logits)
+
+
+_compiled: dict[str, object] = {}
+
+
+def compiled_step(device: torch.device, enabled: bool):
+    """decode_one, compiled once per process and mode: CUDA graphs on CUDA, inductor (default) on CPU."""
+    if not enabled:
+        return decode_one
+    mode = "reduce-overhead" if device.type == "cuda" else "default"
+    if mode not in _compiled:
+        cfg = torch._dynamo.config
+        cfg.cache_size_limit = max(cfg.cache_size_limit, 64)  # one graph per batch bucket
+        _compiled[mode] = torch.compile(decode_one, mode=mode, fullgraph=True)
+    return _compiled[mode]

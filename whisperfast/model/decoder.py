@@ -1,0 +1,73 @@
+"""Text decoder against a static k/v cache: tokens [B, T] at `cache_position` [T] -> logits [B, T, V]."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..cache import StaticKVCache
+from .config import ModelConfig
+from .layers import Attention, LayerNorm, mlp
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, d: int, n_head: int, ffn: int):
+        super().__init__()
+        self.self_attn = Attention(d, n_head)
+        self.self_attn_layer_norm = LayerNorm(d)
+        self.encoder_attn = Attention(d, n_head)
+        self.encoder_attn_layer_norm = LayerNorm(d)
+        self.fc1, self.fc2 = nn.Linear(d, ffn), nn.Linear(ffn, d)
+        self.final_layer_norm = LayerNorm(d)
+
+    def forward(self, x: Tensor, cache_position: Tensor, mask: Tensor,
+                k_cache: Tensor, v_cache: Tensor, xk: Tensor, xv: Tensor) -> Tensor:
+        h = self.self_attn_layer_norm(x)
+        q, (k, v) = self.self_attn.heads(self.self_attn.q_proj(h)), self.self_attn.kv(h)  # [B,H,T,D]
+        k_cache.index_copy_(2, cache_position, k)
+        v_cache.index_copy_(2, cache_position, v)
+        x = x + self.self_attn.merge(F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask))
+        q = self.encoder_attn.heads(self.encoder_attn.q_proj(self.encoder_attn_layer_norm(x)))
+        x = x + self.encoder_attn.merge(F.scaled_dot_product_attention(q, xk, xv))
+        return x + mlp(self.fc1, self.fc2, self.final_layer_norm(x))
+
+
+class Decoder(nn.Module):
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(c.n_vocab, c.n_text_state)
+        self.embed_positions = nn.Embedding(c.n_text_ctx, c.n_text_state)
+        self.layers = nn.ModuleList(
+            DecoderLayer(c.n_text_state, c.n_text_head, c.n_text_ffn) for _ in range(c.n_text_layer))
+        self.layer_norm = LayerNorm(c.n_text_state)
+
+    def fill_cross(self, xa: Tensor, cache: StaticKVCache) -> None:
+        """Cross-attention k/v of the encoder states `xa` [n, n_audio_ctx, d] into rows :n of the cache."""
+        n = xa.shape[0]
+        for i, layer in enumerate(self.layers):
+            k, v = layer.encoder_attn.kv(xa)  # [n, H, S, D]
+            cache.cross_k[i, :n].copy_(k)
+            cache.cross_v[i, :n].copy_(v)
+
+    def hidden(self, tokens: Tensor, cache_position: Tensor, cache: StaticKVCache) -> Tensor:
+        """[B, T] tokens at slots `cache_position` [T] -> final-norm states [B, T, d]."""
+        pos = (cache_position[None, :] - cache.offset[:, None]).clamp(0, self.embed_positions.num_embeddings - 1)
+        x = self.embed_tokens(tokens) + self.embed_positions(pos)  # [B, T, d]
+        mask = cache.self_mask(cache_position)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cache_position, mask, cache.self_k[i], cache.self_v[i], cache.cross_k[i], cache.cross_v[i])
+        return self.layer_norm(x)
+
+    def logits(self, h: Tensor) -> Tensor:  # [..., d] -> [..., V] float32
+        return (h @ self.embed_tokens.weight.T).float()
+
+    def forward(self, tokens: Tensor, cache_position: Tensor, cache: StaticKVCache) -> Tensor:
+        return self.logits(self.hidden(tokens, cache_position, cache))
+
+    def new_cache(self, batch: int, n_ctx: int, n_audio_ctx: int, *, dtype: torch.dtype,
+                  device: torch.device) -> StaticKVCache:
+        a = self.layers[0].self_attn
+        d = self.embed_tokens.embedding_dim
+        return StaticKVCache(len(self.layers), batch, a.n_head, d // a.n_head, n_ctx, n_audio_ctx,
+                             dtype=dtype, device=device)

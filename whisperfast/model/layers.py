@@ -1,0 +1,57 @@
+"""Building blocks with Hugging Face parameter names: attention projections, MLP, fp32 LayerNorm."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in fp32 whatever the weights' dtype (as openai-whisper does)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight.float() if self.weight is not None else None
+        b = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).type(x.dtype)
+
+
+class Attention(nn.Module):
+    """Projections of one attention block; the attention itself is done by the caller's cache logic."""
+
+    def __init__(self, d: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.q_proj = nn.Linear(d, d)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, d)
+
+    def heads(self, x: Tensor) -> Tensor:  # [B,T,d] -> [B,H,T,D]
+        B, T, _ = x.shape
+        return x.view(B, T, self.n_head, -1).transpose(1, 2)
+
+    def merge(self, x: Tensor) -> Tensor:  # [B,H,T,D] -> [B,T,d]
+        B, H, T, D = x.shape
+        return self.out_proj(x.transpose(1, 2).reshape(B, T, H * D))
+
+    def kv(self, x: Tensor) -> tuple[Tensor, Tensor]:  # [B,S,d] -> 2 x [B,H,S,D]
+        return self.heads(self.k_proj(x)), self.heads(self.v_proj(x))
+
+    def full(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Self-attention over `x` alone (encoder; no cache)."""
+        k, v = self.kv(x)
+        o = F.scaled_dot_product_attention(self.heads(self.q_proj(x)), k, v, attn_mask=mask)
+        return self.merge(o)
+
+
+def mlp(fc1: nn.Linear, fc2: nn.Linear, x: Tensor) -> Tensor:
+    return fc2(F.gelu(fc1(x)))
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Tensor:
+    """The encoder's fixed positional embedding (stored in checkpoints too)."""
+    log_inc = torch.log(torch.tensor(max_timescale)) / (channels // 2 - 1)
+    inv = torch.exp(-log_inc * torch.arange(channels // 2))
+    t = torch.arange(length)[:, None] * inv[None, :]
+    return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
