@@ -1,0 +1,111 @@
+"""The user-facing model: `load_model(...)` -> `WhisperModel` with `decode`, `detect_language`, `transcribe`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .audio import load_audio
+from .decode.greedy import Engine
+from .decode.language import detect_language
+from .decode.options import DecodingOptions, DecodingResult
+from .decode.window import decode_windows
+from .errors import OptionError
+from .features import short_form_features
+from .model.hub import resolve
+from .model.load import load_whisper
+from .model.whisper import Whisper
+from .tokenizer import Tokenizer
+from .transcribe import transcribe_with
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+          "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise OptionError(f"device {device!r} is not a device; use 'cpu', 'cuda' or 'cuda:N'") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"device {device!r} was requested but CUDA is not available here; use device='cpu'")
+    if d.type not in ("cpu", "cuda"):
+        raise OptionError(f"device {device!r}: whisperfast runs on 'cpu' or 'cuda'")
+    return d
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype.lower() in DTYPES:
+        return DTYPES[dtype.lower()]
+    raise OptionError(f"dtype {dtype!r} is not supported; use float32, float16 or bfloat16")
+
+
+class WhisperModel:
+    """A loaded checkpoint: network, tokenizer, and the decode engine with its static caches."""
+
+    def __init__(self, model: Whisper, tokenizer: Tokenizer, path: Path, *, compile: bool | None = None):
+        self.model, self.tokenizer, self.path = model, tokenizer, path
+        self.engine = Engine(model, tokenizer, compile=compile)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self.tokenizer.multilingual
+
+    def decode(self, audio, *, language: str | None = None, task: str = "transcribe",
+               without_timestamps: bool = False, temperature: float = 0.0, prompt=None,
+               **options) -> DecodingResult | list[DecodingResult]:
+        """Decode the first 30 s of each input (audio zero-padded to 30 s, then log-mel) in one batch.
+
+        `audio`: a path, an array, bytes, or a list of them (-> a list of results).
+        """
+        batch = isinstance(audio, (list, tuple))
+        items = list(audio) if batch else [audio]
+        opts = DecodingOptions(task=task, language=language, temperature=temperature,
+                               without_timestamps=without_timestamps, **options)
+        mel = short_form_features([load_audio(a) for a in items], self.config.n_mels)
+        results = decode_windows(self.engine, mel, opts, prompts=[prompt] * len(items))
+        return results if batch else results[0]
+
+    def detect_language(self, audio) -> tuple[str, dict[str, float]]:
+        """(best language code, {code: probability}) from the first 30 s (openai-whisper's method)."""
+        if not self.is_multilingual:
+            raise OptionError("this checkpoint is English-only (.en): there is no language to detect")
+        if isinstance(audio, torch.Tensor) and audio.dim() == 2 and audio.shape[0] == self.config.n_mels:
+            mel = audio[None, :, :3000]
+        else:
+            mel = short_form_features([load_audio(audio)], self.config.n_mels)
+        sess = self.engine.session(1, self.engine.sample_len)
+        self.engine.encode(mel, sess)
+        return detect_language(self.engine, sess, 1)[0]
+
+    def transcribe(self, audio, **kwargs):
+        """See `whisperfast.transcribe`."""
+        return transcribe_with(self, audio, **kwargs)
+
+
+def load_model(name_or_path: str | os.PathLike = "tiny.en", device: str | torch.device | None = None,
+               dtype: str | torch.dtype | None = None, *, compile: bool | None = None) -> WhisperModel:
+    """A Whisper checkpoint by short name ('tiny.en', 'large-v3', ...), hub id, or local directory."""
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    path = resolve(name_or_path)
+    model = load_whisper(path, device=dev, dtype=dt)
+    tokenizer = Tokenizer.from_file(path / "tokenizer.json")
+    return WhisperModel(model, tokenizer, path, compile=compile)

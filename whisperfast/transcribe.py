@@ -1,0 +1,294 @@
+"""Long-form transcription with openai-whisper's sequential algorithm, for one file or many in a batch.
+
+Each file is a `Stream`: the log-mel of the whole file (+ 30 s of zero audio), a seek position and its
+decoded history. One step decodes the current 30 s window of up to `batch_size` streams in one fixed
+batch (with temperature fallback inside that batch), then each stream splits its window's tokens into
+segments at timestamp pairs and seeks on. A stream that reaches its end hands its slot to the next file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, load_audio
+from .decode.language import detect_language
+from .decode.options import DecodingOptions, DecodingResult, check_temperature
+from .decode.window import decode_windows
+from .errors import OptionError, WhisperfastError
+from .features import long_form_features, pad_features
+from .results import Segment, TranscriptionResult
+
+TIME_PRECISION = 2 * HOP_LENGTH / SAMPLE_RATE  # 0.02 s per timestamp token (2 mel frames)
+INPUT_STRIDE = 2
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    compression_ratio: float | None = 2.4
+    logprob: float | None = -1.0
+    no_speech: float | None = 0.6
+
+    def needs_fallback(self, r: DecodingResult) -> bool:
+        bad = (self.compression_ratio is not None and r.compression_ratio > self.compression_ratio) or (
+            self.logprob is not None and r.avg_logprob < self.logprob)
+        silence = (self.no_speech is not None and r.no_speech_prob > self.no_speech
+                   and self.logprob is not None and r.avg_logprob < self.logprob)
+        return bad and not silence
+
+    def should_skip(self, r: DecodingResult) -> bool:
+        if self.no_speech is None:
+            return False
+        return r.no_speech_prob > self.no_speech and not (self.logprob is not None and r.avg_logprob > self.logprob)
+
+
+@dataclass
+class Stream:
+    """One file's seek loop (openai-whisper's `transcribe` state)."""
+
+    index: int
+    source: str | None
+    mel: torch.Tensor                  # [n_mels, content_frames + N_FRAMES]
+    initial_prompt: list[int]
+    language: str | None = None
+    language_probs: dict | None = None
+    seek: int = 0
+    tokens: list[int] = field(default_factory=list)
+    prompt_reset_since: int = 0
+    segments: list[Segment] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.tokens = list(self.initial_prompt)
+
+    @property
+    def content_frames(self) -> int:
+        return self.mel.shape[-1] - N_FRAMES
+
+    @property
+    def finished(self) -> bool:
+        return self.seek >= self.content_frames
+
+    def window(self) -> tuple[torch.Tensor, int]:  # -> [n_mels, 3000], frames of content in it
+        size = min(N_FRAMES, self.content_frames - self.seek)
+        return pad_features(self.mel[:, self.seek: self.seek + size], N_FRAMES), size
+
+    def prompt(self, carry_initial_prompt: bool, n_text_ctx: int) -> list[int]:
+        if not carry_initial_prompt:
+            return self.tokens[self.prompt_reset_since:]
+        start = max(len(self.initial_prompt), self.prompt_reset_since)
+        remaining = n_text_ctx // 2 - 1 - len(self.initial_prompt)
+        return self.initial_prompt + (self.tokens[start:][-remaining:] if remaining > 0 else [])
+
+
+def split_segments(tok, r: DecodingResult, seek: int, size: int) -> tuple[list[dict], int]:
+    """A window's tokens -> segment dicts (start, end, tokens) and the number of frames to advance."""
+    tokens, tb = r.tokens, tok.timestamp_begin
+    offset = float(seek * HOP_LENGTH / SAMPLE_RATE)
+    is_ts = [t >= tb for t in tokens]
+    single_ending = is_ts[-2:] == [False, True]
+    cuts = [i + 1 for i in range(len(tokens) - 1) if is_ts[i] and is_ts[i + 1]]
+    if cuts:
+        if single_ending:
+            cuts.append(len(tokens))
+        segs, last = [], 0
+        for cut in cuts:
+            part = tokens[last:cut]
+            segs.append(dict(start=offset + (part[0] - tb) * TIME_PRECISION,
+                             end=offset + (part[-1] - tb) * TIME_PRECISION, tokens=part))
+            last = cut
+        advance = size if single_ending else (tokens[last - 1] - tb) * INPUT_STRIDE
+        return segs, advance
+    duration = size * HOP_LENGTH / SAMPLE_RATE
+    stamps = [t for t in tokens if t >= tb]
+    if stamps and stamps[-1] != tb:
+        duration = (stamps[-1] - tb) * TIME_PRECISION
+    return [dict(start=offset, end=offset + duration, tokens=tokens)], size
+
+
+def accept(stream: Stream, tok, r: DecodingResult, size: int, condition: bool) -> list[Segment]:
+    """Add a window's segments to the stream and seek on (openai-whisper's bookkeeping)."""
+    parts, advance = split_segments(tok, r, stream.seek, size)
+    new = []
+    for p in parts:
+        text = tok.decode([t for t in p["tokens"] if t < tok.eot])
+        if p["start"] == p["end"] or text.strip() == "":
+            text, p["tokens"] = "", []
+        new.append(Segment(id=len(stream.segments) + len(new), seek=stream.seek, start=p["start"], end=p["end"],
+                           text=text, tokens=p["tokens"], temperature=r.temperature, avg_logprob=r.avg_logprob,
+                           compression_ratio=r.compression_ratio, no_speech_prob=r.no_speech_prob))
+    stream.seek += advance
+    stream.segments += new
+    stream.tokens += [t for s in new for t in s.tokens]
+    if not condition or r.temperature > 0.5:
+        stream.prompt_reset_since = len(stream.tokens)
+    return new
+
+
+def temperatures_of(temperature) -> tuple[float, ...]:
+    temps = tuple(temperature) if isinstance(temperature, (list, tuple)) else (temperature,)
+    if not temps:
+        raise OptionError("temperature must be a number or a non-empty sequence of numbers")
+    return tuple(check_temperature(t) for t in temps)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the seek loop needs besides the model and the audio."""
+
+    options: DecodingOptions
+    temperatures: tuple[float, ...]
+    thresholds: Thresholds
+    condition: bool = True
+    initial_prompt: str | None = None
+    carry_initial_prompt: bool = False
+    batch_size: int = 1
+    on_error: str = "raise"
+
+
+def open_stream(model, index: int, source, plan: Plan) -> Stream:
+    name = source if isinstance(source, str) else getattr(source, "name", None)
+    audio = load_audio(source)
+    mel = long_form_features(audio, model.config.n_mels)
+    prompt = model.tokenizer.encode(" " + plan.initial_prompt.strip()) if plan.initial_prompt else []
+    return Stream(index=index, source=str(name) if name else None, mel=mel, initial_prompt=prompt,
+                  language=plan.options.language)
+
+
+def detect_languages(model, streams: list[Stream]) -> None:
+    """openai-whisper detects once per file, on its first 30 s; .en checkpoints are English."""
+    todo = [s for s in streams if s.language is None and not s.finished]
+    if not model.tokenizer.multilingual:
+        for s in streams:
+            s.language = "en"
+        return
+    if not todo:
+        return
+    mel = torch.stack([pad_features(s.mel[:, :N_FRAMES], N_FRAMES) for s in todo])
+    sess = model.engine.session(len(todo), model.engine.sample_len)
+    model.engine.encode(mel, sess)
+    for s, (code, probs) in zip(todo, detect_language(model.engine, sess, len(todo))):
+        s.language, s.language_probs = code, probs
+
+
+def failed(index: int, source, error: Exception) -> Stream:
+    s = Stream(index=index, source=str(source) if isinstance(source, str) else None,
+               mel=torch.zeros(1, N_FRAMES), initial_prompt=[])
+    s.error = str(error)  # type: ignore[attr-defined]
+    return s
+
+
+def run_streams(model, sources: Sequence, plan: Plan, progress=None) -> Iterator[tuple[Stream, list[Segment] | None]]:
+    """Yields (stream, its new segments) after each window, and (stream, None) once a stream is done."""
+    pending = iter(enumerate(sources))
+    active: list[Stream] = []
+    while True:
+        new = []
+        while len(active) + len(new) < plan.batch_size and (item := next(pending, None)) is not None:
+            try:
+                new.append(open_stream(model, item[0], item[1], plan))
+            except WhisperfastError as e:
+                if plan.on_error == "raise":
+                    raise
+                yield failed(item[0], item[1], e), None
+        detect_languages(model, new)
+        active += new
+        for s in [s for s in active if s.finished]:
+            yield s, None
+        active = [s for s in active if not s.finished]
+        if not active:
+            return
+        windows = [s.window() for s in active]
+        results = decode_windows(
+            model.engine, torch.stack([w for w, _ in windows]), plan.options, temperatures=plan.temperatures,
+            prompts=[s.prompt(plan.carry_initial_prompt, model.config.n_text_ctx) for s in active],
+            languages=[s.language for s in active], needs_fallback=plan.thresholds.needs_fallback,
+            batch=plan.batch_size)
+        for s, (_, size), r in zip(active, windows, results):
+            before = s.seek
+            if plan.thresholds.should_skip(r):
+                s.seek += size
+                segs = []
+            else:
+                segs = accept(s, model.tokenizer, r, size, plan.condition)
+            if progress is not None:
+                progress.update((min(s.content_frames, s.seek) - before) / FRAMES_PER_SECOND)
+            yield s, segs
+
+
+def result_of(model, s: Stream) -> TranscriptionResult:
+    text = model.tokenizer.decode(s.tokens[len(s.initial_prompt):])
+    return TranscriptionResult(text=text, language=s.language or "", segments=s.segments,
+                               language_probs=s.language_probs, duration=s.content_frames / FRAMES_PER_SECOND,
+                               source=s.source, error=getattr(s, "error", None))
+
+
+def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+              compression_ratio_threshold=2.4, logprob_threshold=-1.0, no_speech_threshold=0.6,
+              condition_on_previous_text=True, initial_prompt=None, carry_initial_prompt=False,
+              without_timestamps=False, batch_size=1, on_error="raise", **decode_options) -> Plan:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise OptionError(f"batch_size must be a positive int, not {batch_size!r}")
+    if on_error not in ("raise", "skip"):
+        raise OptionError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    for name, v in (("compression_ratio_threshold", compression_ratio_threshold),
+                    ("logprob_threshold", logprob_threshold), ("no_speech_threshold", no_speech_threshold)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v):
+            raise OptionError(f"{name} must be a number or None, not {v!r}")
+    temps = temperatures_of(temperature)
+    options = DecodingOptions(task=task, language=language, temperature=temps[0],
+                              without_timestamps=without_timestamps, **decode_options)
+    if options.task == "translate" and not model.tokenizer.multilingual:
+        raise OptionError("this checkpoint is English-only (.en): it cannot translate; use a multilingual model")
+    return Plan(options=options, temperatures=temps,
+                thresholds=Thresholds(compression_ratio_threshold, logprob_threshold, no_speech_threshold),
+                condition=condition_on_previous_text, initial_prompt=initial_prompt,
+                carry_initial_prompt=carry_initial_prompt, batch_size=batch_size, on_error=on_error)
+
+
+def transcribe_with(model, audio, *, stream: bool = False, verbose: bool = False, **kwargs):
+    """Transcribe a file/array (-> TranscriptionResult) or a list of them (-> list, same order).
+
+    With `stream=True`, yields Segments as they are decided ((index, Segment) pairs for a list).
+    """
+    many = isinstance(audio, (list, tuple))
+    sources = list(audio) if many else [audio]
+    plan = make_plan(model, **kwargs)
+    gen = _generate(model, sources, plan, verbose)
+    if stream:
+        return _segments(gen, many)
+    results: dict[int, TranscriptionResult] = {}
+    for s, segs in gen:
+        if segs is None:
+            results[s.index] = result_of(model, s)
+    out = [results[i] for i in range(len(sources))]
+    return out if many else out[0]
+
+
+def _generate(model, sources, plan: Plan, verbose: bool):
+    progress = None
+    if verbose:
+        from tqdm import tqdm
+
+        progress = tqdm(unit="audio s", unit_scale=False, desc="whisperfast")
+    try:
+        for s, segs in run_streams(model, sources, plan, progress):
+            if verbose and segs:
+                for seg in segs:
+                    progress.write(f"[{_ts(seg.start)} --> {_ts(seg.end)}]{seg.text}")
+            yield s, segs
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _segments(gen, many: bool):
+    for s, segs in gen:
+        for seg in segs or ():
+            yield (s.index, seg) if many else seg
+
+
+def _ts(t: float) -> str:
+    m, s = divmod(t, 60)
+    return f"{int(m):02d}:{s:06.3f}"
