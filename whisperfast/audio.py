@@ -1,0 +1,357 @@
+"""Audio in: a file, bytes, or an array -> float32 mono at 16 kHz; a band-limited resampler; pad_or_trim.
+
+Contract: `load_audio` returns a fresh 1-D float32 numpy array at `sr` Hz, or raises `AudioError` naming the
+file, the problem and what to do. Files are decoded, mixed down and resampled in blocks, so memory holds
+the output plus O(block) working space. Arrays are taken to be at `sr` already (never resampled).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import warnings
+from functools import lru_cache
+from typing import BinaryIO, Iterator, NamedTuple, Union
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+from whisperfast.errors import AudioError, OptionError
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP_LENGTH = 160
+CHUNK_LENGTH = 30
+N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30 s window
+N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in a window
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100 (10 ms per frame)
+N_SAMPLES_PER_TOKEN = HOP_LENGTH * 2  # 320: the encoder's conv2 has stride 2
+TOKENS_PER_SECOND = SAMPLE_RATE // N_SAMPLES_PER_TOKEN  # 50 (20 ms per audio position)
+
+AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, torch.Tensor]
+SUPPORTED = "WAV, FLAC, OGG (Vorbis/Opus), MP3, AIFF, CAF, W64/RF64 and the other formats of libsndfile"
+_BLOCK = 1 << 18  # input frames decoded / resampled per step (≈6 s at 44.1 kHz)
+_MAGIC = [(b"ftyp", 4, "an MP4/M4A/MOV container (AAC/ALAC)"), (b"\x1aE\xdf\xa3", 0, "a WebM/Matroska container"),
+          (b"0&\xb2u", 0, "an ASF/WMA file"), (b"#!AMR", 0, "an AMR file"), (b"AVI ", 8, "an AVI video")]
+
+# ---- resampling: polyphase windowed-sinc, Kaiser window -------------------------------------------------
+_ATTEN_DB = 100.0  # stopband attenuation of the Kaiser design
+_PASS = 0.90  # passband edge as a fraction of the lower Nyquist; the stopband starts at that Nyquist
+
+
+class _Design(NamedTuple):
+    up: int  # L: new_sr / gcd, times k on the period path (k whole periods per matrix row)
+    down: int  # M: orig_sr / gcd, times k likewise
+    fc: float  # cutoff (-6 dB), cycles per input sample
+    half: float  # kernel half-width, input samples
+    jh: int  # ceil(half): taps -jh..jh around floor(input time)
+    beta: float  # Kaiser window shape
+    table: np.ndarray | None  # period matrix [L, M + 2Jh], phase table [L, 2Jh + 1], or None (computed per block)
+    period: bool  # whether `table` is the period matrix
+
+
+@lru_cache(maxsize=8)
+def _design(orig_sr: int, new_sr: int) -> _Design:
+    """The filter for orig_sr -> new_sr and the weight layout that computes it fastest."""
+    g = math.gcd(orig_sr, new_sr)
+    up, down = new_sr // g, orig_sr // g
+    rho = min(1.0, up / down)  # lower Nyquist / input Nyquist
+    fc = 0.5 * rho * (1 + _PASS) / 2  # -6 dB point, mid-transition
+    width = 0.5 * rho * (1 - _PASS)  # transition width, cycles per input sample
+    half = (_ATTEN_DB - 7.95) / (2.285 * 2 * math.pi * width) / 2  # Kaiser's length formula, halved
+    jh, beta = math.ceil(half), 0.1102 * (_ATTEN_DB - 8.7)
+    taps, k = np.arange(-jh, jh + 1), -(-2 * jh // down)  # k periods per row: frames overlap <= 2x
+    if k * up * (k * down + 2 * jh) <= 1 << 22:  # period matrix: y[qkL + r] = W[r] . x[qkM - Jh : (q+1)kM + Jh]
+        t = np.arange(k * up)[:, None] * down / up - (np.arange(k * down + 2 * jh) - jh)[None, :]
+        return _Design(k * up, k * down, fc, half, jh, beta, _kernel(t, fc, half, beta), True)  # [kL, kM + 2Jh]
+    if up * len(taps) <= 1 << 23:  # phase table: y[k] = W[k % L] . x[kM//L - Jh : kM//L + Jh + 1]
+        table = _kernel(np.arange(up)[:, None] / up - taps[None, :], fc, half, beta)  # [L, 2Jh+1]
+    else:
+        table = None  # odd rates with a huge L: weights computed per block
+    return _Design(up, down, fc, half, jh, beta, table, False)
+
+
+def _kernel(t: np.ndarray, fc: float, half: float, beta: float) -> np.ndarray:
+    """Kaiser-windowed sinc at offsets t (input samples), unit DC gain; float32, same shape as t."""
+    t = torch.as_tensor(t, dtype=torch.float64)
+    arg = (1 - (t / half) ** 2).clamp(min=0).sqrt() * beta
+    w = torch.special.i0(arg) / torch.special.i0(torch.tensor(beta, dtype=torch.float64))
+    h = 2 * fc * torch.sinc(2 * fc * t) * w
+    return torch.where(t.abs() < half, h, 0.0).numpy().astype(np.float32)
+
+
+class _Resampler:
+    """Streaming resampler: push() blocks of input, flush() at the end; the output equals one-shot resample()."""
+
+    def __init__(self, orig_sr: int, new_sr: int):
+        d = self.design = _design(orig_sr, new_sr)
+        self.up, self.down, self.jh, self.table, self.period = d.up, d.down, d.jh, d.table, d.period
+        self.buf = np.zeros(self.jh, np.float32)  # leading zeros: the signal is zero before sample 0
+        self.base, self.k, self.n_in = -self.jh, 0, 0  # input index of buf[0]; next output; inputs seen
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        self.n_in += len(x)
+        self.buf = np.concatenate([self.buf, np.asarray(x, np.float32)])
+        return self._run(None)
+
+    def flush(self) -> np.ndarray:
+        total = -(-self.n_in * self.up // self.down)  # ceil(n_in * new / orig)
+        need = (-(-total // self.up) + 1) * self.down + self.jh  # inputs (zeros) past the end that we read
+        self.buf = np.concatenate([self.buf, np.zeros(max(0, need - self.base - len(self.buf)), np.float32)])
+        return self._run(total)
+
+    def _run(self, total: int | None) -> np.ndarray:
+        end = self.base + len(self.buf)  # one past the last input index we hold
+        if self.period:
+            k1 = max(self.k, (end - self.jh) // self.down * self.up)  # whole periods only
+        else:
+            k1 = max(self.k, -(-(end - self.jh) * self.up // self.down))
+        k1 = k1 if total is None else total
+        y = np.concatenate([np.zeros(0, np.float32), *self._outputs(self.k, k1)])
+        self.k = k1
+        keep = (k1 // self.up * self.down if self.period else k1 * self.down // self.up) - self.jh
+        self.buf, self.base = self.buf[keep - self.base:], keep
+        return y
+
+    def _outputs(self, k0: int, k1: int) -> Iterator[np.ndarray]:
+        L, M, jh, buf = self.up, self.down, self.jh, self.buf
+        if self.period:  # blocks of whole periods; each period reads M + 2Jh inputs starting at qM - Jh
+            q0, q1, per = k0 // L, -(-k1 // L), max(1, (1 << 21) // self.table.shape[1])
+            for qa in range(q0, q1, per):
+                qb = min(q1, qa + per)
+                start = qa * M - jh - self.base
+                frames = np.lib.stride_tricks.as_strided(buf[start:], (qb - qa, M + 2 * jh), (4 * M, 4))
+                y = (np.ascontiguousarray(frames) @ self.table.T).reshape(-1)  # [(qb-qa)*L]
+                yield y[max(0, k0 - qa * L): k1 - qa * L]
+            return
+        taps, per = np.arange(-jh, jh + 1), max(1, (1 << 21) // (2 * jh + 1))
+        for ka in range(k0, k1, per):
+            k = np.arange(ka, min(k1, ka + per), dtype=np.int64)
+            n0, ph = k * M // L, k * M % L
+            d = self.design
+            w = self.table[ph] if self.table is not None else _kernel(
+                (ph / L)[:, None] - taps[None, :], d.fc, d.half, d.beta)  # [n, 2Jh+1]
+            yield np.einsum("kt,kt->k", w, buf[(n0 - self.base)[:, None] + taps[None, :]])
+
+
+def resample(x: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
+    """Band-limited resampling of a 1-D signal from orig_sr to new_sr Hz -> float32 [ceil(len * new_sr / orig_sr)].
+
+    Kaiser-windowed sinc (100 dB stopband), flat to 0.9 x the lower Nyquist, stopband from that Nyquist.
+    Zero delay: output sample k is the band-limited input at time k * orig_sr / new_sr; the signal is taken
+    to be zero outside [0, len). Processed in blocks, so temporary memory is bounded for any length.
+    """
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise AudioError(f"resample: expected a 1-D signal, got shape {tuple(x.shape)}; mix down first")
+    for name, rate in (("orig_sr", orig_sr), ("new_sr", new_sr)):
+        if int(rate) != rate or rate <= 0:
+            raise OptionError(f"resample: {name}={rate!r} must be a positive integer sample rate in Hz")
+    if orig_sr == new_sr:
+        return x.astype(np.float32, copy=True)
+    rs = _Resampler(int(orig_sr), int(new_sr))
+    parts = [rs.push(x[i: i + _BLOCK]) for i in range(0, len(x), _BLOCK)]
+    return np.concatenate([*parts, rs.flush()])
+
+
+# ---- loading -------------------------------------------------------------------------------------------
+def load_audio(source: AudioSource, sr: int = SAMPLE_RATE, *, channel: int | str | None = None) -> np.ndarray:
+    """Decode `source` to float32 mono at `sr` Hz -> [n_samples].
+
+    source: a path (any format libsndfile reads: wav, flac, ogg/opus, mp3, ...), encoded `bytes`, a binary
+    file object, or a numpy array / torch tensor already at `sr` Hz (int16 /32768, int32 /2**31, int8 /128,
+    uint8 centred at 128; 2-D (samples, channels) or (channels, samples) with at most 8 channels).
+    channel: None averages the channels; 0/1/... or "left"/"right" picks one.
+    NaN/Inf samples are replaced with 0 and a RuntimeWarning is issued. Errors raise AudioError.
+    """
+    if isinstance(sr, bool) or not isinstance(sr, int) or sr <= 0:
+        raise OptionError(f"load_audio: sr={sr!r} must be a positive integer sample rate in Hz (usually 16000)")
+    if channel is not None and not isinstance(channel, int) and channel not in ("left", "right"):
+        raise OptionError(f"load_audio: channel={channel!r}; use None (average), 0, 1, ..., 'left' or 'right'")
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        return _from_array(source, channel)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _decode(io.BytesIO(bytes(source)), "<bytes>", sr, channel)
+    if hasattr(source, "read"):
+        name = str(getattr(source, "name", "<file object>"))
+        seekable = getattr(source, "seekable", lambda: False)()
+        return _decode(source if seekable else io.BytesIO(source.read()), name, sr, channel)
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        _check_path(path)
+        return _decode(path, path, sr, channel)
+    raise AudioError(f"load_audio: cannot read audio from a {type(source).__name__}; "
+                     "pass a file path, encoded bytes, a binary file object, or a numpy array / torch tensor")
+
+
+def _check_path(path: str) -> None:
+    """Raise AudioError for a path that is missing, a directory, unreadable or empty."""
+    if os.path.isdir(path):
+        raise AudioError(f"{path!r} is a directory, not an audio file; pass the path of a file inside it")
+    try:
+        with open(path, "rb") as f:
+            empty = f.read(1) == b""
+    except FileNotFoundError:
+        raise AudioError(f"audio file {path!r} not found (working directory: {os.getcwd()}); check the path") from None
+    except PermissionError:
+        raise AudioError(f"no permission to read audio file {path!r}; check its permissions (chmod +r)") from None
+    except OSError as e:
+        raise AudioError(f"cannot open audio file {path!r}: {e.strerror or e}") from None
+    if empty:
+        raise AudioError(f"audio file {path!r} is empty (0 bytes); re-record or re-download it")
+
+
+def _what_is(head: bytes) -> str | None:
+    """A name for a container libsndfile cannot read, from its first bytes; None if unknown."""
+    for magic, at, what in _MAGIC:
+        if head[at: at + len(magic)] == magic:
+            return what
+    return None
+
+
+def _decode(src: str | BinaryIO, name: str, sr: int, channel: int | str | None) -> np.ndarray:
+    """Open with libsndfile, mix down (or pick `channel`) and resample in blocks -> float32 [n]."""
+    if isinstance(src, str):
+        with open(src, "rb") as f:
+            head = f.read(16)
+    else:
+        pos = src.tell()
+        head = src.read(16)
+        src.seek(pos)
+    if not head:
+        raise AudioError(f"{name}: the audio data is empty (0 bytes); re-record or re-download it")
+    convert = f"Convert it first, e.g. `ffmpeg -i {name if isinstance(src, str) else 'input'} out.wav`."
+    try:
+        f = sf.SoundFile(src)
+    except (sf.SoundFileError, RuntimeError) as e:
+        what = _what_is(head)
+        kind = f"{what}, which cannot be decoded here" if what else "not a supported audio file"
+        raise AudioError(f"{name}: {kind} ({e}). Supported: {SUPPORTED}. {convert}") from None
+    with f:
+        try:
+            y, n_read, n_bad = _read_blocks(f, sr, _channel_index(channel, f.channels, name))
+        except (sf.SoundFileError, RuntimeError) as e:
+            raise AudioError(f"{name}: the file is corrupt or truncated ({e}). Re-download it, "
+                             f"or salvage the readable part with ffmpeg: {convert}") from None
+        _check_complete(f, n_read, name, convert)
+    if n_read == 0:
+        raise AudioError(f"{name}: the file holds no audio samples (zero length); check the recording")
+    _warn_bad(n_bad, name)
+    return y
+
+
+def _read_blocks(f: sf.SoundFile, sr: int, ch: int | None) -> tuple[np.ndarray, int, int]:
+    """Decode all of `f` block by block -> (float32 mono at sr, input frames read, NaN/Inf samples zeroed)."""
+    rs = _Resampler(f.samplerate, sr) if f.samplerate != sr else None
+    guess = min(-(-max(f.frames, 0) * sr // f.samplerate), 1 << 31)  # libsndfile's count; may be off
+    out = np.empty(guess + 16, np.float32)  # grown below if too small
+    n_out = n_read = n_bad = 0
+    while True:
+        block = f.read(_BLOCK, dtype="float32", always_2d=True)  # [n, channels]
+        last = len(block) == 0
+        x = block[:, ch] if ch is not None else block.mean(axis=1, dtype=np.float32)  # [n]
+        n_read += len(x)
+        n_bad += _zero_nonfinite(x)
+        y = x if rs is None else (rs.flush() if last else rs.push(x))
+        if n_out + len(y) > len(out):
+            out = np.concatenate([out[:n_out], np.empty(max(len(y), len(out)), np.float32)])
+        out[n_out: n_out + len(y)] = y
+        n_out += len(y)
+        if last:
+            return out[:n_out], n_read, n_bad
+
+
+def _check_complete(f: sf.SoundFile, n_read: int, name: str, convert: str) -> None:
+    """Raise AudioError if the header declares much more audio than could be decoded (a truncated file)."""
+    m = re.search(r"data : (\d+) \(should be (\d+)\)", f.extra_info)  # WAV: libsndfile trims .frames itself
+    declared, got = (int(m[1]), int(m[2])) if m else (f.frames, n_read)
+    if m and declared in (0, 0xFFFFFFFF, 0x7FFFFFFF):  # streamed WAVs carry a placeholder size
+        return
+    if declared > 0 and got < 0.9 * declared:
+        raise AudioError(f"{name}: the file is truncated: its header declares {declared} "
+                         f"{'bytes' if m else 'frames'} of audio but only {got} are present. Re-download it, "
+                         f"or keep the readable part with ffmpeg: {convert}")
+
+
+def _channel_index(channel: int | str | None, n_channels: int, name: str) -> int | None:
+    """Column to keep for `channel`, or None to average; mono input needs no choice."""
+    if channel is None:
+        return 0 if n_channels == 1 else None
+    index = {"left": 0, "right": 1}.get(channel, channel)
+    if not 0 <= index < n_channels:
+        raise AudioError(f"{name}: channel={channel!r} requested but the audio has {n_channels} channel(s); "
+                         f"use None (average) or 0..{n_channels - 1}")
+    return index
+
+
+def _zero_nonfinite(x: np.ndarray) -> int:
+    """Set NaN/Inf samples of x to 0 in place -> how many there were."""
+    bad = ~np.isfinite(x)
+    n = int(bad.sum())
+    if n:
+        x[bad] = 0.0
+    return n
+
+
+def _warn_bad(n_bad: int, name: str) -> None:
+    if n_bad:
+        warnings.warn(f"{name}: {n_bad} NaN/Inf sample(s) replaced with 0", RuntimeWarning, stacklevel=3)
+
+
+_INT_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0**31, np.dtype(np.int8): 128.0}
+
+
+def _from_array(a: np.ndarray | torch.Tensor, channel: int | str | None) -> np.ndarray:
+    """Array/tensor at the target rate -> fresh float32 mono [n] (ints scaled to [-1, 1))."""
+    name = "audio tensor" if isinstance(a, torch.Tensor) else "audio array"
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu()
+        a = (a.float() if a.dtype in (torch.float16, torch.bfloat16) else a).numpy()
+    if a.dtype == np.uint8:
+        a = (a.astype(np.float32) - 128.0) / 128.0
+    elif a.dtype in _INT_SCALE:
+        a = a.astype(np.float32) / np.float32(_INT_SCALE[a.dtype])
+    elif a.dtype.kind != "f":
+        raise AudioError(f"{name}: dtype {a.dtype} is not supported; pass float32 samples in [-1, 1] "
+                         "or int16/int32 PCM")
+    if a.ndim == 2:
+        rows, cols = a.shape
+        if cols > 8 and rows > 8:
+            raise AudioError(f"{name}: shape {a.shape} has no channel axis (at most 8 channels); pass one clip "
+                             "at a time as [samples] or [samples, channels]")
+        a = a if cols <= 8 else a.T  # [samples, channels]; a tiny (<= 8, <= 8) array is read channels-last
+        ch = _channel_index(channel, a.shape[1], name)
+        a = a[:, ch] if ch is not None else a.mean(axis=1, dtype=np.float64)
+    elif a.ndim != 1:
+        raise AudioError(f"{name}: expected 1-D [samples] or 2-D [samples, channels], got shape {a.shape}")
+    elif channel not in (None, 0, "left"):
+        _channel_index(channel, 1, name)
+    x = np.array(a, dtype=np.float32, copy=True)  # never alias the caller's buffer (zeroing below is in place)
+    if len(x) == 0:
+        raise AudioError(f"{name}: no samples (zero length); pass at least one sample")
+    _warn_bad(_zero_nonfinite(x), name)
+    return x
+
+
+def pad_or_trim(array: np.ndarray | torch.Tensor, length: int = N_SAMPLES, *, axis: int = -1):
+    """Zero-pad or trim `array` along `axis` to `length` (numpy or torch, like openai-whisper)."""
+    n = array.shape[axis]
+    if torch.is_tensor(array):
+        if n > length:
+            array = array.narrow(axis, 0, length)
+        if n < length:
+            pad = [0, 0] * array.ndim
+            pad[2 * (array.ndim - 1 - axis % array.ndim) + 1] = length - n  # F.pad lists the last dim first
+            array = F.pad(array, pad)
+        return array
+    if n > length:
+        array = array.take(indices=range(length), axis=axis)
+    if n < length:
+        widths = [(0, 0)] * array.ndim
+        widths[axis] = (0, length - n)
+        array = np.pad(array, widths)
+    return array
