@@ -1,0 +1,148 @@
+"""Log-mel features exactly as Whisper computes them, with the mel filterbank computed in code.
+
+Contract: `log_mel_spectrogram` = openai-whisper's (STFT n_fft 400, hop 160, periodic Hann, centred with reflect
+padding, last frame dropped, power -> Slaney mel -> log10 -> max(x, max - 8) -> (x + 4) / 4).
+Two window conventions (REFERENCE.md "Audio features"):
+  short_form_features: pad/trim the *audio* to 30 s, then log-mel; the clamp is per 30 s window
+      (= transformers' WhisperFeatureExtractor, openai-whisper's decode()).
+  long_form_features: log-mel of the whole file + 30 s of zero audio, clamp over the whole file, computed
+      in 30 s blocks so the working memory is bounded (= openai-whisper's transcribe()).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from whisperfast.audio import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, pad_or_trim
+
+Audio = Union[np.ndarray, Tensor]
+_LOG_FLOOR = 1e-10
+
+
+# ---- Slaney mel scale (librosa htk=False): linear below 1 kHz, logarithmic above ----------------------
+_F_SP, _MIN_LOG_HZ, _LOGSTEP = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP  # 15.0
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    f = np.asarray(f, np.float64)
+    log_part = _MIN_LOG_MEL + np.log(np.maximum(f, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP
+    return np.where(f >= _MIN_LOG_HZ, log_part, f / _F_SP)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, np.float64)
+    log_part = _MIN_LOG_HZ * np.exp(_LOGSTEP * (np.maximum(m, _MIN_LOG_MEL) - _MIN_LOG_MEL))
+    return np.where(m >= _MIN_LOG_MEL, log_part, _F_SP * m)
+
+
+@lru_cache(maxsize=None)
+def _mel_filters(n_mels: int, device: str) -> Tensor:
+    fft_freqs = np.linspace(0, SAMPLE_RATE / 2, 1 + N_FFT // 2)  # [201] bin centres, Hz
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), n_mels + 2))  # [n_mels+2] Hz
+    fdiff = np.diff(mel_f)  # [n_mels+1]
+    ramps = mel_f[:, None] - fft_freqs[None, :]  # [n_mels+2, 201]
+    lower = -ramps[:-2] / fdiff[:-1, None]  # rising edge of triangle i
+    upper = ramps[2:] / fdiff[1:, None]  # falling edge of triangle i
+    weights = np.maximum(0.0, np.minimum(lower, upper))  # [n_mels, 201]
+    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]  # Slaney norm: each triangle has unit area
+    return torch.from_numpy(weights.astype(np.float32)).to(device)
+
+
+def mel_filters(n_mels: int, *, device: str | torch.device | None = None) -> Tensor:
+    """Slaney mel filterbank of librosa.filters.mel(sr=16000, n_fft=400, n_mels, htk=False, norm="slaney")
+    -> float32 [n_mels, 201]. Cached per (n_mels, device): treat the result as read-only."""
+    if not isinstance(n_mels, int) or n_mels <= 0:
+        raise ValueError(f"n_mels must be a positive int (80 or 128 for Whisper), got {n_mels!r}")
+    return _mel_filters(n_mels, str(torch.device(device or "cpu")))
+
+
+@lru_cache(maxsize=None)
+def _hann(device: str) -> Tensor:
+    return torch.hann_window(N_FFT, device=device)  # periodic, as torch.stft and openai-whisper use
+
+
+def _as_tensor(audio: Audio, device: str | torch.device | None) -> Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(audio)) if isinstance(audio, np.ndarray) else audio
+    return x.to(device=device or x.device, dtype=torch.float32)
+
+
+def _log_power_mel(frames_spec: Tensor, n_mels: int) -> Tensor:
+    """Complex STFT [..., 201, T] -> log10 mel power [..., n_mels, T] (floored at 1e-10, not yet clamped)."""
+    magnitudes = frames_spec.abs() ** 2
+    mel = mel_filters(n_mels, device=frames_spec.device) @ magnitudes
+    return torch.clamp(mel, min=_LOG_FLOOR).log10()
+
+
+def _normalise_(log_spec: Tensor, max_val: Tensor) -> Tensor:
+    """In place: max(x, max_val - 8), then (x + 4) / 4."""
+    return log_spec.copy_(torch.maximum(log_spec, max_val - 8.0)).add_(4.0).div_(4.0)
+
+
+def log_mel_spectrogram(audio: Audio, n_mels: int = 80, *, padding: int = 0,
+                        device: str | torch.device | None = None) -> Tensor:
+    """openai-whisper's log-mel: audio [n] or [B, n] at 16 kHz (+ `padding` zero samples appended)
+    -> float32 [n_mels, (n + padding) // 160] or [B, n_mels, ...]; the max - 8 clamp is per item."""
+    x = _as_tensor(audio, device)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"audio must be [samples] or [batch, samples], got shape {tuple(x.shape)}")
+    if padding > 0:
+        x = torch.nn.functional.pad(x, (0, padding))
+    stft = torch.stft(x, N_FFT, HOP_LENGTH, window=_hann(str(x.device)), return_complex=True)  # [..., 201, n//160+1]
+    log_spec = _log_power_mel(stft[..., :-1], n_mels)  # [..., n_mels, n//160]
+    return _normalise_(log_spec, log_spec.amax(dim=(-2, -1), keepdim=True))
+
+
+def pad_features(mel: Tensor, n_frames: int = N_FRAMES) -> Tensor:
+    """Zero-pad (0.0 in the mel domain) or trim mel [..., n_mels, T] to [..., n_mels, n_frames]."""
+    return pad_or_trim(mel, n_frames, axis=-1)
+
+
+def short_form_features(audio_or_batch: Audio | Sequence[Audio], n_mels: int = 80, *,
+                        device: str | torch.device | None = None) -> Tensor:
+    """Convention (a): each clip's audio zero-padded or trimmed to 30 s, then log-mel with the clamp per
+    window -> float32 [B, n_mels, 3000]. Takes one clip [n], a batch [B, n], or a list of clips of any length.
+    Equals WhisperFeatureExtractor(feature_size=n_mels)(audio, sampling_rate=16000).input_features."""
+    if isinstance(audio_or_batch, (list, tuple)):
+        batch = torch.stack([pad_or_trim(_as_tensor(a, device).reshape(-1), N_SAMPLES) for a in audio_or_batch])
+    else:
+        x = _as_tensor(audio_or_batch, device)
+        batch = pad_or_trim(x.reshape(1, -1) if x.ndim == 1 else x, N_SAMPLES)  # [B, 480000]
+    return log_mel_spectrogram(batch, n_mels, device=device)  # [B, n_mels, 3000]
+
+
+def long_form_features(audio: Audio, n_mels: int = 80, *, device: str | torch.device | None = None,
+                       block_frames: int = N_FRAMES) -> Tensor:
+    """Convention (b): log-mel of audio [n] + 30 s of zeros, clamped over the whole file
+    -> float32 [n_mels, (n + 480000) // 160]. Equals log_mel_spectrogram(audio, n_mels, padding=N_SAMPLES)
+    (to float rounding) but computes the STFT `block_frames` frames at a time: the extra memory is O(block)."""
+    x = _as_tensor(audio, device)
+    if x.ndim != 1:
+        raise ValueError(f"long_form_features takes one clip [samples], got shape {tuple(x.shape)}")
+    total = len(x) + N_SAMPLES  # length of the zero-padded signal z
+    n_frames = total // HOP_LENGTH  # frames kept after dropping the last STFT frame
+    out = torch.empty(n_mels, n_frames, device=x.device)  # [n_mels, frames]
+    for f0 in range(0, n_frames, block_frames):
+        f1 = min(n_frames, f0 + block_frames)
+        seg = _reflect_padded(x, total, f0 * HOP_LENGTH, (f1 - 1) * HOP_LENGTH + N_FFT)  # [(f1-f0-1)*160 + 400]
+        stft = torch.stft(seg, N_FFT, HOP_LENGTH, window=_hann(str(x.device)), center=False,
+                          return_complex=True)  # [201, f1 - f0]
+        out[:, f0:f1] = _log_power_mel(stft, n_mels)
+    return _normalise_(out, out.max())
+
+
+def _reflect_padded(x: Tensor, total: int, a: int, b: int) -> Tensor:
+    """Samples [a, b) of torch.stft's centred input: z = x + zeros up to `total`, reflect-padded by n_fft/2."""
+    pad, n = N_FFT // 2, len(x)
+    if a >= pad and b - pad <= n:  # interior: a plain slice of x
+        return x[a - pad: b - pad]
+    j = torch.arange(a, b, device=x.device) - pad  # index into z
+    j = torch.where(j < 0, -j, j)
+    j = torch.where(j >= total, 2 * (total - 1) - j, j)
+    inside = j < n
+    return torch.where(inside, x[j.clamp(max=max(n - 1, 0))] if n else 0.0, 0.0)
