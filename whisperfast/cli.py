@@ -1,0 +1,269 @@
+"""The `whisperfast` command: openai-whisper's `whisper` command line on this engine.
+
+Option names, defaults and output files follow `whisper` (its transcribe.py `cli()`), so a command line
+moves over by changing the program name. Beyond `whisper`: `--dtype`, `--batch_size`, `--compile`,
+`--without_timestamps`, `--on_error`, `--stdout` (same as `--output_dir -`: print one format instead of
+writing files), every `--option_name` may be spelled `--option-name`, and a True/False option given
+with no value means True. The default model is tiny.en; whisper's beam search, best_of,
+clip_timestamps and hallucination_silence_threshold are not offered (this engine decodes greedily).
+
+stdout carries only transcripts: with no --output_dir the text of each file is printed as well as
+written, and with --output_dir - the chosen format is printed; progress and --verbose segment lines go to
+stderr. Files are written atomically as each batch of `--batch_size` files finishes, so an interrupted
+run keeps every finished file's outputs complete. Exit status: 0 done, 1 some files skipped
+(--on_error skip), 2 a usage or input error (`whisperfast: error: ...`), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+from .errors import AudioError, OptionError, WhisperfastError
+from .writers import FORMATS, WRITERS, get_writer
+
+WORD_OPTIONS = ("highlight_words", "max_line_count", "max_line_width", "max_words_per_line")
+UNSUPPORTED_WHISPER_OPTIONS = ("best_of", "beam_size", "patience", "length_penalty", "clip_timestamps",
+                               "hallucination_silence_threshold")
+
+
+def str2bool(string: str) -> bool:
+    values = {"true": True, "false": False}
+    if string.lower() not in values:
+        raise ValueError(f"expected True or False, got {string!r}")
+    return values[string.lower()]
+
+
+def optional_int(string: str) -> int | None:
+    return None if string == "None" else int(string)
+
+
+def optional_float(string: str) -> float | None:
+    return None if string == "None" else float(string)
+
+
+def optional_str(string: str) -> str | None:
+    return None if string == "None" else string
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="whisperfast", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Transcribe or translate audio files with Whisper.",
+                                epilog="Every --option_name may also be written --option-name.")
+    a = p.add_argument
+    # fmt: off
+    a("audio", nargs="+", type=str, help="audio file(s) to transcribe")
+    a("--model", default="tiny.en", help="model name (tiny.en, base, large-v3, ...), hub id, or local directory")
+    a("--model_dir", type=str, default=None, help="where converted models are kept; $WHISPERFAST_CACHE or ~/.cache/whisperfast by default")
+    a("--device", default=None, help="cpu, cuda or cuda:N; cuda when available by default")
+    a("--dtype", default=None, help="float32, float16 or bfloat16; float16 on cuda, float32 on cpu by default")
+    a("--output_dir", "-o", type=str, default=None, help="directory to save the outputs ('.' when not given, and the text is printed too); '-' prints one format to stdout")
+    a("--output_format", "-f", type=str, default=None, choices=FORMATS, help="format of the output file; all formats when writing files, txt when printing (default: all)")
+    a("--stdout", action="store_true", help="print the output format to stdout instead of writing files (same as --output_dir -)")
+    a("--verbose", type=str2bool, default=True, help="whether to print out the progress and the segments as they are decoded (to stderr)")
+    a("--task", type=str, default="transcribe", choices=["transcribe", "translate"], help="whether to perform X->X speech recognition ('transcribe') or X->English translation ('translate')")
+    a("--language", type=optional_str, default=None, help="language spoken in the audio (code or name), or None to detect it")
+    a("--temperature", type=float, default=0, help="temperature to use for sampling")
+    a("--suppress_tokens", type=str, default="-1", help="comma-separated list of token ids to suppress during sampling; '-1' will suppress most special characters except common punctuations")
+    a("--initial_prompt", type=str, default=None, help="optional text to provide as a prompt for the first window.")
+    a("--carry_initial_prompt", type=str2bool, default=False, help="if True, prepend initial_prompt to every window's prompt")
+    a("--condition_on_previous_text", type=str2bool, default=True, help="if True, provide the previous output of the model as a prompt for the next window")
+    a("--fp16", type=str2bool, default=True, help="False runs in float32 (when --dtype is not given)")
+    a("--temperature_increment_on_fallback", type=optional_float, default=0.2, help="temperature to increase when falling back when the decoding fails to meet either of the thresholds below")
+    a("--compression_ratio_threshold", type=optional_float, default=2.4, help="if the gzip compression ratio is higher than this value, treat the decoding as failed")
+    a("--logprob_threshold", type=optional_float, default=-1.0, help="if the average log probability is lower than this value, treat the decoding as failed")
+    a("--no_speech_threshold", type=optional_float, default=0.6, help="if the probability of the <|nospeech|> token is higher than this value AND the decoding has failed due to `logprob_threshold`, consider the segment as silence")
+    a("--word_timestamps", type=str2bool, default=False, help="extract word-level timestamps")
+    a("--prepend_punctuations", type=str, default="\"'“¿([{-", help="if word_timestamps is True, merge these punctuation symbols with the next word")
+    a("--append_punctuations", type=str, default="\"'.。,，!！?？:：”)]}、", help="if word_timestamps is True, merge these punctuation symbols with the previous word")
+    a("--highlight_words", type=str2bool, default=False, help="(requires --word_timestamps True) underline each word as it is spoken in srt and vtt")
+    a("--max_line_width", type=optional_int, default=None, help="(requires --word_timestamps True) the maximum number of characters in a line before breaking the line")
+    a("--max_line_count", type=optional_int, default=None, help="(requires --word_timestamps True) the maximum number of lines in a segment")
+    a("--max_words_per_line", type=optional_int, default=None, help="(requires --word_timestamps True, no effect with --max_line_width) the maximum number of words in a segment")
+    a("--threads", type=optional_int, default=0, help="number of threads used by torch for CPU inference")
+    a("--batch_size", type=int, default=1, help="files decoded together; outputs are written as each batch finishes")
+    a("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the decode step (default: on cuda)")
+    a("--without_timestamps", type=str2bool, default=False, help="decode without timestamp tokens (one segment per 30 s window)")
+    a("--on_error", choices=["raise", "skip"], default="raise", help="on a file that cannot be read: stop (raise), or report it and go on (skip)")
+    # fmt: on
+    return p
+
+
+BOOL_OPTIONS = ("--verbose", "--carry_initial_prompt", "--condition_on_previous_text", "--fp16",
+                "--word_timestamps", "--highlight_words", "--without_timestamps")
+
+
+def normalize_argv(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`--option-name` -> `--option_name`; a bare True/False option (`--word_timestamps`) -> `... True`."""
+    aliases = {o.replace("_", "-"): o for o in parser._option_string_actions if "_" in o}
+    out: list[str] = []
+    for i, tok in enumerate(argv):
+        if tok == "--":
+            return out + argv[i:]
+        name, eq, value = tok.partition("=")
+        tok = aliases.get(name, name) + eq + value
+        out.append(tok)
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if tok in BOOL_OPTIONS and (nxt is None or nxt.lower() not in ("true", "false")):
+            out.append("True")
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parsed options, with output_dir/output_format resolved and `temperatures` built like whisper's."""
+    parser = build_parser()
+    args = parser.parse_intermixed_args(normalize_argv(list(sys.argv[1:] if argv is None else argv), parser))
+    if args.stdout and args.output_dir not in (None, "-"):
+        parser.error("--stdout prints instead of writing files: drop --output_dir or --stdout")
+    args.to_stdout = args.stdout or args.output_dir == "-"
+    args.print_text = args.output_dir is None
+    args.output_dir = args.output_dir or "."
+    args.output_format = args.output_format or ("txt" if args.to_stdout else "all")
+    if args.to_stdout and args.output_format == "all":
+        parser.error(f"printing to stdout takes one --output_format ({', '.join(WRITERS)}), not all")
+    if not args.word_timestamps:
+        for option in WORD_OPTIONS:
+            if getattr(args, option):
+                parser.error(f"--{option} requires --word_timestamps True")
+    if args.batch_size < 1:
+        parser.error(f"--batch_size must be at least 1, not {args.batch_size}")
+    try:
+        args.temperatures = temperatures(args.temperature, args.temperature_increment_on_fallback)
+    except OptionError as e:
+        parser.error(str(e))
+    return args
+
+
+def temperatures(temperature: float, increment: float | None) -> tuple[float, ...]:
+    """whisper's schedule: temperature, temperature + increment, ... up to 1.0 (just it without increment)."""
+    if increment is None:
+        return (temperature,)
+    if not increment > 0:
+        raise OptionError(f"--temperature_increment_on_fallback must be > 0 or None, not {increment}")
+    return tuple(float(t) for t in np.arange(temperature, 1.0 + 1e-6, increment)) or (temperature,)
+
+
+def warn(message: str) -> None:
+    print(f"whisperfast: warning: {message}", file=sys.stderr)
+
+
+def transcribe_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of `model.transcribe` for these options (word timing ones only when asked)."""
+    kw = dict(language=args.language, task=args.task, temperature=args.temperatures,
+              compression_ratio_threshold=args.compression_ratio_threshold, logprob_threshold=args.logprob_threshold,
+              no_speech_threshold=args.no_speech_threshold, condition_on_previous_text=args.condition_on_previous_text,
+              initial_prompt=args.initial_prompt, carry_initial_prompt=args.carry_initial_prompt,
+              without_timestamps=args.without_timestamps, batch_size=args.batch_size, on_error=args.on_error,
+              verbose=args.verbose)
+    if args.word_timestamps:
+        kw.update(word_timestamps=True, prepend_punctuations=args.prepend_punctuations,
+                  append_punctuations=args.append_punctuations)
+    if args.suppress_tokens != "-1":
+        kw["suppress_tokens"] = args.suppress_tokens
+    return kw
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Fail before the (slow) model load on what can be checked without it."""
+    from .tokenizer import normalize_language
+
+    language = normalize_language(args.language)
+    if str(args.model).endswith(".en") and language not in (None, "en"):
+        warn(f"{args.model} is an English-only model but received language {args.language!r}; using English")
+        args.language = "en"
+    if args.on_error == "raise":
+        for path in args.audio:
+            if not os.path.exists(path):
+                raise AudioError(f"{path}: no such file (check the path, or use --on_error skip to go on without it)")
+    if args.max_line_count and not args.max_line_width:
+        warn("--max_line_count has no effect without --max_line_width")
+    if args.max_words_per_line and args.max_line_width:
+        warn("--max_words_per_line has no effect with --max_line_width")
+
+
+def load(args: argparse.Namespace):
+    import torch
+
+    from . import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = args.dtype or (None if args.fp16 else "float32")
+    if not args.model_dir:
+        return load_model(args.model, device=args.device, dtype=dtype, compile=args.compile)
+    saved = os.environ.get("WHISPERFAST_CACHE")
+    os.environ["WHISPERFAST_CACHE"] = args.model_dir  # where the model is converted and kept
+    try:
+        return load_model(args.model, device=args.device, dtype=dtype, compile=args.compile)
+    finally:
+        if saved is None:
+            del os.environ["WHISPERFAST_CACHE"]
+        else:
+            os.environ["WHISPERFAST_CACHE"] = saved
+
+
+def transcribe_batch(model, paths: list[str], kw: dict) -> list:
+    """One batch; engine output (progress, --verbose lines) goes to stderr so stdout holds only transcripts."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return model.transcribe(list(paths), **kw)
+    except TypeError as e:  # an option this engine version does not take yet
+        m = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if m and m.group(1) in kw:
+            raise OptionError(f"--{m.group(1)} is not supported by this version of whisperfast") from None
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    check_inputs(args)
+    model = load(args)
+    kw = transcribe_options(args)
+    writer_options = {o: getattr(args, o) for o in WORD_OPTIONS}
+    if not args.to_stdout:
+        try:
+            os.makedirs(args.output_dir, exist_ok=True)
+        except OSError as e:
+            raise OptionError(f"cannot create --output_dir {args.output_dir!r}: {e.strerror}") from None
+        write = get_writer(args.output_format, args.output_dir)
+    skipped = 0
+    for i in range(0, len(args.audio), args.batch_size):
+        paths = args.audio[i: i + args.batch_size]
+        for path, result in zip(paths, transcribe_batch(model, paths, kw)):
+            if result.error is not None:
+                print(f"whisperfast: skipped {path}: {result.error}", file=sys.stderr)
+                skipped += 1
+            elif args.to_stdout:
+                WRITERS[args.output_format](".").write_result(result, sys.stdout, writer_options)
+                if args.output_format == "json":
+                    print()  # one JSON document per line
+                sys.stdout.flush()
+            else:
+                try:
+                    write(result, path, writer_options)
+                except OSError as e:
+                    raise OptionError(f"cannot write the outputs of {path} into {args.output_dir!r}: {e}") from None
+                if args.print_text:
+                    print(result.text.strip(), flush=True)
+    return 1 if skipped else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `whisperfast` and `python -m whisperfast`; returns the exit status."""
+    try:
+        args = parse_args(argv)
+    except SystemExit as e:  # argparse: --help, or a usage error (already printed)
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        return run(args)
+    except WhisperfastError as e:
+        print(f"whisperfast: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nwhisperfast: interrupted (outputs already written are complete)", file=sys.stderr)
+        return 130
