@@ -107,5 +107,6 @@ def load_model(name_or_path: str | os.PathLike = "tiny.en", device: str | torch.
     dt = resolve_dtype(dtype, dev)
     path = resolve(name_or_path)
     model = load_whisper(path, device=dev, dtype=dt)
-    tokenizer = Tokenizer.from_file(path / "tokenizer.json")
+    c = model.config
+    tokenizer = Tokenizer.from_file(path / "tokenizer.json", c.num_languages if c.multilingual else 0)
     return WhisperModel(model, tokenizer, path, compile=compile)

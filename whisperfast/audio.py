@@ -44,19 +44,22 @@ _PASS = 0.90  # passband edge as a fraction of the lower Nyquist; the stopband s
 
 
 class _Design(NamedTuple):
-    up: int  # L: new_sr / gcd, times k on the period path (k whole periods per matrix row)
-    down: int  # M: orig_sr / gcd, times k likewise
+    up: int  # L = new_sr / gcd (times k on the GEMM path: k whole periods per matrix row block)
+    down: int  # M = orig_sr / gcd (times k likewise)
     fc: float  # cutoff (-6 dB), cycles per input sample
     half: float  # kernel half-width, input samples
-    jh: int  # ceil(half): taps -jh..jh around floor(input time)
+    jh: int  # ceil(half): output k reads inputs floor(kM/L) - Jh .. floor(kM/L) + Jh
     beta: float  # Kaiser window shape
-    table: np.ndarray | None  # period matrix [L, M + 2Jh], phase table [L, 2Jh + 1], or None (computed per block)
-    period: bool  # whether `table` is the period matrix
+    groups: tuple  # GEMM path: (first row r0, input offset from qM, W [rows, width]) per group; () = per-output path
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def _design(orig_sr: int, new_sr: int) -> _Design:
-    """The filter for orig_sr -> new_sr and the weight layout that computes it fastest."""
+    """The filter for orig_sr -> new_sr, and its weights laid out for GEMMs when that fits in 4M floats.
+
+    Output qL + r (r < L) reads inputs near qM + rM/L. Rows r are split into groups whose input windows
+    are about 4 Jh wide, so each group is a dense [rows, width] matrix applied to frames of stride M.
+    """
     g = math.gcd(orig_sr, new_sr)
     up, down = new_sr // g, orig_sr // g
     rho = min(1.0, up / down)  # lower Nyquist / input Nyquist
@@ -64,24 +67,43 @@ def _design(orig_sr: int, new_sr: int) -> _Design:
     width = 0.5 * rho * (1 - _PASS)  # transition width, cycles per input sample
     half = (_ATTEN_DB - 7.95) / (2.285 * 2 * math.pi * width) / 2  # Kaiser's length formula, halved
     jh, beta = math.ceil(half), 0.1102 * (_ATTEN_DB - 8.7)
-    taps, k = np.arange(-jh, jh + 1), -(-2 * jh // down)  # k periods per row: frames overlap <= 2x
-    if k * up * (k * down + 2 * jh) <= 1 << 22:  # period matrix: y[qkL + r] = W[r] . x[qkM - Jh : (q+1)kM + Jh]
-        t = np.arange(k * up)[:, None] * down / up - (np.arange(k * down + 2 * jh) - jh)[None, :]
-        return _Design(k * up, k * down, fc, half, jh, beta, _kernel(t, fc, half, beta), True)  # [kL, kM + 2Jh]
-    if up * len(taps) <= 1 << 23:  # phase table: y[k] = W[k % L] . x[kM//L - Jh : kM//L + Jh + 1]
-        table = _kernel(np.arange(up)[:, None] / up - taps[None, :], fc, half, beta)  # [L, 2Jh+1]
-    else:
-        table = None  # odd rates with a huge L: weights computed per block
-    return _Design(up, down, fc, half, jh, beta, table, False)
+    k = -(-2 * jh // down)  # merge k periods when M < 2Jh, so frames overlap at most 2x
+    n_groups = min(k * up, max(1, k * down // (2 * jh)))  # split a period when M > 2Jh
+    bounds = [round(i * k * up / n_groups) for i in range(n_groups + 1)]
+    first = [r0 * down // up - jh for r0 in bounds[:-1]]  # input offset of each group from qM
+    widths = [(r1 - 1) * down // up + jh + 1 - off for off, r1 in zip(first, bounds[1:])]
+    if sum((r1 - r0) * w for r0, r1, w in zip(bounds, bounds[1:], widths)) > 1 << 22:
+        return _Design(up, down, fc, half, jh, beta, ())  # odd rates: weights made per block of outputs
+    groups = tuple((r0, off, _kernel(np.arange(r0, r1)[:, None] * down / up - (off + np.arange(w))[None, :],
+                                     fc, half, beta).astype(np.float32))  # [rows, width]
+                   for r0, r1, off, w in zip(bounds, bounds[1:], first, widths))
+    return _Design(k * up, k * down, fc, half, jh, beta, groups)
 
 
 def _kernel(t: np.ndarray, fc: float, half: float, beta: float) -> np.ndarray:
-    """Kaiser-windowed sinc at offsets t (input samples), unit DC gain; float32, same shape as t."""
+    """Kaiser-windowed sinc at offsets t (input samples), unit DC gain; float64, same shape as t."""
     t = torch.as_tensor(t, dtype=torch.float64)
     arg = (1 - (t / half) ** 2).clamp(min=0).sqrt() * beta
     w = torch.special.i0(arg) / torch.special.i0(torch.tensor(beta, dtype=torch.float64))
     h = 2 * fc * torch.sinc(2 * fc * t) * w
-    return torch.where(t.abs() < half, h, 0.0).numpy().astype(np.float32)
+    return torch.where(t.abs() < half, h, 0.0).numpy()
+
+
+@lru_cache(maxsize=2)
+def _fine_kernel(orig_sr: int, new_sr: int) -> tuple[np.ndarray, int]:
+    """The kernel sampled p times per input sample on [-(Jh+1), Jh+1] (~260k points), for interpolation."""
+    d = _design(orig_sr, new_sr)
+    p = max(64, (1 << 17) // d.jh)  # interpolation error h''/(8 p^2): < 1e-6 of the peak
+    return _kernel(np.arange(-(d.jh + 1) * p, (d.jh + 1) * p + 2) / p, d.fc, d.half, d.beta), p
+
+
+def _weights(t: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
+    """The kernel at offsets |t| <= Jh by linear interpolation of _fine_kernel -> float32, same shape as t."""
+    fine, p = _fine_kernel(orig_sr, new_sr)
+    u = (t + (_design(orig_sr, new_sr).jh + 1)) * p
+    i = u.astype(np.int64)
+    w = u - i
+    return (fine[i] * (1 - w) + fine[i + 1] * w).astype(np.float32)
 
 
 class _Resampler:
@@ -89,7 +111,8 @@ class _Resampler:
 
     def __init__(self, orig_sr: int, new_sr: int):
         d = self.design = _design(orig_sr, new_sr)
-        self.up, self.down, self.jh, self.table, self.period = d.up, d.down, d.jh, d.table, d.period
+        self.rates, self.gemm = (orig_sr, new_sr), bool(d.groups)
+        self.up, self.down, self.jh = d.up, d.down, d.jh
         self.buf = np.zeros(self.jh, np.float32)  # leading zeros: the signal is zero before sample 0
         self.base, self.k, self.n_in = -self.jh, 0, 0  # input index of buf[0]; next output; inputs seen
 
@@ -106,35 +129,35 @@ class _Resampler:
 
     def _run(self, total: int | None) -> np.ndarray:
         end = self.base + len(self.buf)  # one past the last input index we hold
-        if self.period:
+        if self.gemm:
             k1 = max(self.k, (end - self.jh) // self.down * self.up)  # whole periods only
         else:
             k1 = max(self.k, -(-(end - self.jh) * self.up // self.down))
         k1 = k1 if total is None else total
         y = np.concatenate([np.zeros(0, np.float32), *self._outputs(self.k, k1)])
         self.k = k1
-        keep = (k1 // self.up * self.down if self.period else k1 * self.down // self.up) - self.jh
+        keep = (k1 // self.up * self.down if self.gemm else k1 * self.down // self.up) - self.jh
         self.buf, self.base = self.buf[keep - self.base:], keep
         return y
 
     def _outputs(self, k0: int, k1: int) -> Iterator[np.ndarray]:
         L, M, jh, buf = self.up, self.down, self.jh, self.buf
-        if self.period:  # blocks of whole periods; each period reads M + 2Jh inputs starting at qM - Jh
-            q0, q1, per = k0 // L, -(-k1 // L), max(1, (1 << 21) // self.table.shape[1])
+        if self.gemm:  # blocks of whole periods: y[q, r0:r0+rows] = frames(q*M + off) @ W.T
+            q0, q1 = k0 // L, -(-k1 // L)
+            per = max(1, (1 << 21) // max(w.shape[1] for _, _, w in self.design.groups))
             for qa in range(q0, q1, per):
-                qb = min(q1, qa + per)
-                start = qa * M - jh - self.base
-                frames = np.lib.stride_tricks.as_strided(buf[start:], (qb - qa, M + 2 * jh), (4 * M, 4))
-                y = (np.ascontiguousarray(frames) @ self.table.T).reshape(-1)  # [(qb-qa)*L]
-                yield y[max(0, k0 - qa * L): k1 - qa * L]
+                y = np.empty((min(q1, qa + per) - qa, L), np.float32)  # [periods, L]
+                for r0, off, w in self.design.groups:
+                    frames = np.lib.stride_tricks.as_strided(
+                        buf[qa * M + off - self.base:], (len(y), w.shape[1]), (4 * M, 4))  # [periods, width]
+                    y[:, r0: r0 + len(w)] = np.ascontiguousarray(frames) @ w.T
+                yield y.reshape(-1)[max(0, k0 - qa * L): k1 - qa * L]
             return
-        taps, per = np.arange(-jh, jh + 1), max(1, (1 << 21) // (2 * jh + 1))
-        for ka in range(k0, k1, per):
+        taps, per = np.arange(-jh, jh + 1), max(1, (1 << 20) // (2 * jh + 1))
+        for ka in range(k0, k1, per):  # odd rates: each output's 2Jh+1 weights, interpolated
             k = np.arange(ka, min(k1, ka + per), dtype=np.int64)
-            n0, ph = k * M // L, k * M % L
-            d = self.design
-            w = self.table[ph] if self.table is not None else _kernel(
-                (ph / L)[:, None] - taps[None, :], d.fc, d.half, d.beta)  # [n, 2Jh+1]
+            n0, frac = k * M // L, (k * M % L) / L
+            w = _weights(frac[:, None] - taps[None, :], *self.rates)  # [n, 2Jh+1]
             yield np.einsum("kt,kt->k", w, buf[(n0 - self.base)[:, None] + taps[None, :]])
 
 

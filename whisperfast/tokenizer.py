@@ -8,6 +8,7 @@ Timestamp tokens follow `<|notimestamps|>`: one per 0.02 s, 1501 of them.
 from __future__ import annotations
 
 import os
+import string
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -75,7 +76,9 @@ class Tokenizer:
     language_ids: dict  # code -> id, in vocabulary order; empty for .en vocabularies
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "Tokenizer":
+    def from_file(cls, path: str | os.PathLike, num_languages: int = 0) -> "Tokenizer":
+        """`num_languages`: 0 for English-only checkpoints (their vocabularies still hold language
+        tokens, unused), 99 for most multilingual ones, 100 for large-v3 (from the model's vocab size)."""
         path = Path(path)
         try:
             hf = _HFTokenizer.from_file(str(path))
@@ -89,6 +92,7 @@ class Tokenizer:
             return i
 
         langs = {c: i for c in LANGUAGES if (i := hf.token_to_id(f"<|{c}|>")) is not None}
+        langs = dict(sorted(langs.items(), key=lambda kv: kv[1])[:num_languages])
         no_speech = hf.token_to_id("<|nospeech|>")
         return cls(
             hf=hf, eot=need("<|endoftext|>"), sot=need("<|startoftranscript|>"),
@@ -156,14 +160,45 @@ class Tokenizer:
         return self.hf.decode([i for i in ids if i < self.timestamp_begin], skip_special_tokens=False)
 
     def decode_with_timestamps(self, ids: list[int]) -> str:
-        """Text with `<|1.08|>` markers for timestamp tokens (openai-whisper's format)."""
+        """Text with `<|1.08|>` markers for timestamp tokens and special tokens spelled out."""
         out, run = [], []
         for i in ids:
             if i >= self.timestamp_begin:
                 out.append(self.hf.decode(run, skip_special_tokens=False) if run else "")
                 out.append(f"<|{(i - self.timestamp_begin) * 0.02:.2f}|>")
                 run = []
-            elif i < self.eot:
+            else:
                 run.append(i)
         out.append(self.hf.decode(run, skip_special_tokens=False) if run else "")
         return "".join(out)
+
+    def split_to_word_tokens(self, ids: list[int], language: str | None = None):
+        """Words and their ids: on spaces, or on unicode points for languages without spaces."""
+        if language in {"zh", "ja", "th", "lo", "my", "yue"}:
+            return self.split_on_unicode(ids)
+        subwords, subword_ids = self.split_on_unicode(ids)
+        words: list[str] = []
+        word_ids: list[list[int]] = []
+        for sub, sub_ids in zip(subwords, subword_ids):
+            special = sub_ids[0] >= self.eot
+            if special or sub.startswith(" ") or sub.strip() in string.punctuation or not words:
+                words.append(sub)
+                word_ids.append(list(sub_ids))
+            else:
+                words[-1] += sub
+                word_ids[-1].extend(sub_ids)
+        return words, word_ids
+
+    def split_on_unicode(self, ids: list[int]):
+        """Group ids into pieces that decode to whole unicode characters."""
+        full = self.decode_with_timestamps(ids)
+        pieces, piece_ids, current, offset = [], [], [], 0
+        for i in ids:
+            current.append(i)
+            text = self.decode_with_timestamps(current)
+            if "\ufffd" not in text or full[offset + text.index("\ufffd")] == "\ufffd":
+                pieces.append(text)
+                piece_ids.append(current)
+                current = []
+                offset += len(text)
+        return pieces, piece_ids

@@ -21,15 +21,21 @@ class DecoderLayer(nn.Module):
         self.fc1, self.fc2 = nn.Linear(d, ffn), nn.Linear(ffn, d)
         self.final_layer_norm = LayerNorm(d)
 
-    def forward(self, x: Tensor, cache_position: Tensor, mask: Tensor,
-                k_cache: Tensor, v_cache: Tensor, xk: Tensor, xv: Tensor) -> Tensor:
+    def self_block(self, x: Tensor, cache_position: Tensor, mask: Tensor, k_cache: Tensor,
+                   v_cache: Tensor) -> Tensor:
         h = self.self_attn_layer_norm(x)
         q, (k, v) = self.self_attn.heads(self.self_attn.q_proj(h)), self.self_attn.kv(h)  # [B,H,T,D]
         k_cache.index_copy_(2, cache_position, k)
         v_cache.index_copy_(2, cache_position, v)
-        x = x + self.self_attn.merge(F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask))
-        q = self.encoder_attn.heads(self.encoder_attn.q_proj(self.encoder_attn_layer_norm(x)))
-        x = x + self.encoder_attn.merge(F.scaled_dot_product_attention(q, xk, xv))
+        return x + self.self_attn.merge(F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask))
+
+    def cross_query(self, x: Tensor) -> Tensor:  # [B,T,d] -> [B,H,T,D]
+        return self.encoder_attn.heads(self.encoder_attn.q_proj(self.encoder_attn_layer_norm(x)))
+
+    def forward(self, x: Tensor, cache_position: Tensor, mask: Tensor,
+                k_cache: Tensor, v_cache: Tensor, xk: Tensor, xv: Tensor) -> Tensor:
+        x = self.self_block(x, cache_position, mask, k_cache, v_cache)
+        x = x + self.encoder_attn.merge(F.scaled_dot_product_attention(self.cross_query(x), xk, xv))
         return x + mlp(self.fc1, self.fc2, self.final_layer_norm(x))
 
 
@@ -50,11 +56,14 @@ class Decoder(nn.Module):
             cache.cross_k[i, :n].copy_(k)
             cache.cross_v[i, :n].copy_(v)
 
+    def embed(self, tokens: Tensor, cache_position: Tensor, cache: StaticKVCache) -> Tensor:  # -> [B, T, d]
+        """Token + learned position embeddings; a row's positions start after its left padding."""
+        pos = (cache_position[None, :] - cache.offset[:, None]).clamp(0, self.embed_positions.num_embeddings - 1)
+        return self.embed_tokens(tokens) + self.embed_positions(pos)
+
     def hidden(self, tokens: Tensor, cache_position: Tensor, cache: StaticKVCache) -> Tensor:
         """[B, T] tokens at slots `cache_position` [T] -> final-norm states [B, T, d]."""
-        pos = (cache_position[None, :] - cache.offset[:, None]).clamp(0, self.embed_positions.num_embeddings - 1)
-        x = self.embed_tokens(tokens) + self.embed_positions(pos)  # [B, T, d]
-        mask = cache.self_mask(cache_position)
+        x, mask = self.embed(tokens, cache_position, cache), cache.self_mask(cache_position)
         for i, layer in enumerate(self.layers):
             x = layer(x, cache_position, mask, cache.self_k[i], cache.self_v[i], cache.cross_k[i], cache.cross_v[i])
         return self.layer_norm(x)
