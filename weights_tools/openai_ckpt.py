@@ -37,8 +37,8 @@ import torch
 
 from .errors import CheckpointError, SourceNotFoundError, TokenizerError
 from .hf_layout import Dims, default_alignment_heads, load_hf_state_dict, parse_dtype, read_config, TIED_KEY, write_hf_dir
-from .tokenizer_json import (default_begin_suppress_tokens, default_suppress_tokens, insert_language_token,
-                             load_tokenizer_json, vocab_size_of, with_timestamp_tokens)
+from .tokenizer_json import (default_begin_suppress_tokens, default_suppress_tokens, load_tokenizer_json,
+                             vocab_size_of, with_timestamp_tokens)
 
 # (openai suffix, HF suffix) inside one residual block
 _BLOCK = [
@@ -197,7 +197,9 @@ def load_openai_checkpoint(path: str | Path) -> dict:
 
 def resolve_tokenizer(src: Path, tokenizer: str | Path | None, vocab_size: int) -> dict:
     if tokenizer is not None and str(tokenizer) == "auto":
-        return auto_tokenizer(vocab_size)
+        from .installed import tokenizer_for_vocab
+
+        return tokenizer_for_vocab(vocab_size)
     if tokenizer is not None:
         return load_tokenizer_json(tokenizer)
     for cand in (src.parent / "tokenizer.json", src.with_suffix("") / "tokenizer.json"):
@@ -207,20 +209,6 @@ def resolve_tokenizer(src: Path, tokenizer: str | Path | None, vocab_size: int) 
         f"no tokenizer for {src}: pass --tokenizer PATH (a tokenizer.json or a directory holding one), put "
         f"tokenizer.json next to the checkpoint or in {src.with_suffix('')}/, or use --tokenizer auto "
         "(built from the installed model packages)")
-
-
-def auto_tokenizer(vocab_size: int) -> dict:
-    """A tokenizer.json for a vocabulary size, from the installed CT2 packages (see module doc)."""
-    from .installed import installed_tokenizer_path
-
-    if vocab_size == 51864:
-        return with_timestamp_tokens(load_tokenizer_json(installed_tokenizer_path("tiny.en")))[0]
-    base = with_timestamp_tokens(load_tokenizer_json(installed_tokenizer_path("base")))[0]
-    if vocab_size == 51865:
-        return base
-    if vocab_size == 51866:
-        return insert_language_token(base, "<|yue|>")
-    raise TokenizerError(f"no known Whisper tokenizer has {vocab_size} ids (51864 .en, 51865 multilingual, 51866 large-v3)")
 
 
 def import_openai(src: str | Path, dst: str | Path, *, tokenizer: str | Path | None = None,
