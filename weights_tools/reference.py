@@ -43,10 +43,12 @@ def hf_generate(ckpt: str | Path, mel: torch.Tensor, *, timestamps: bool, langua
     return out
 
 
-def dump(ckpt: str | Path, out: str | Path, clips: list[str], language: str | None = None) -> dict:
+def dump_dict(ckpt: str | Path, clips: list[str], language: str | None = None) -> dict:
+    """{clip name: {"timestamps": ids, "no_timestamps": ids}} from transformers on whisperfast's features."""
+    from transformers import WhisperForConditionalGeneration
+
     from whisperfast.audio import load_audio
     from whisperfast.features import short_form_features
-    from transformers import WhisperForConditionalGeneration
 
     cfg = json.loads((Path(ckpt) / "config.json").read_text())
     hf = WhisperForConditionalGeneration.from_pretrained(str(ckpt), dtype=torch.float32).eval()
@@ -57,5 +59,10 @@ def dump(ckpt: str | Path, out: str | Path, clips: list[str], language: str | No
             "timestamps": hf_generate(ckpt, mel, timestamps=True, language=language, model=hf)[0],
             "no_timestamps": hf_generate(ckpt, mel, timestamps=False, language=language, model=hf)[0],
         }
-    Path(out).write_text(json.dumps(result, indent=1))
+    return result
+
+
+def dump(ckpt: str | Path, out: str | Path, clips: list[str], language: str | None = None) -> dict:
+    result = dump_dict(ckpt, clips, language)
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
     return result

@@ -95,15 +95,17 @@ class Engine:
         sess = self.session(max(len(rows), batch or 0), sample_len)
         if mel is not None:
             self.encode(mel, sess)
-        no_speech = self.prefill(sess, rows, suppress_tokens, suppress_blank)
-        step = compiled_step(self.device, self.compile)
+        sample = any(r is not None and r.temperature > 0 for r in rows)
+        no_speech = self.prefill(sess, rows, suppress_tokens, suppress_blank, sample)
+        step = compiled_step(self.device, self.compile, sample)
         for i in range(1, int(sess.cap.max())):
             if i % CHECK_EVERY == 0 and bool(sess.done.all()):  # the loop's only host sync
                 break
             step(self.model.decoder, sess)
         return self.readout(sess, rows, no_speech)
 
-    def prefill(self, sess: Session, rows: list[Row | None], suppress_tokens, suppress_blank: bool) -> Tensor:
+    def prefill(self, sess: Session, rows: list[Row | None], suppress_tokens, suppress_blank: bool,
+                sample: bool = True) -> Tensor:
         """Write the prompts into the cache, reset the state, select the first token; -> no-speech [B]."""
         B, n_ctx, dev = sess.batch, self.model.config.n_text_ctx, self.device
         idle = Row(prompt=(self.tok.eot,), sot_index=0)
@@ -130,7 +132,7 @@ class Engine:
         for t, v in ((sess.out, self.tok.eot), (sess.last, 0), (sess.prev, 0), (sess.step, 0),
                      (sess.max_ts, self.tok.timestamp_begin - 1), (sess.sum_logprob, 0), (sess.pos, P)):
             t.fill_(v)
-        select(sess, self.model.decoder.logits(h[:, -1]))
+        select(sess, self.model.decoder.logits(h[:, -1]), sample)
         return no_speech
 
     def readout(self, sess: Session, rows: list[Row | None], no_speech: Tensor) -> list[RowOutput | None]:

@@ -56,16 +56,21 @@ class Session(nn.Module):
         return self.out.shape[0]
 
 
-def select(sess: Session, logits: Tensor) -> None:
-    """Apply the logit rules to `logits` [B, V] (float32), pick a token per row, update the state."""
+def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
+    """Apply the logit rules to `logits` [B, V] (float32), pick a token per row, update the state.
+
+    `sample` (a constant per compiled function, not a tensor): False when every row is greedy, which
+    skips drawing the noise."""
     logits = logits + sess.suppress + torch.where(sess.step == 0, sess.begin, 0.0)
     logits = timestamp_rules(logits, sess.step, sess.last, sess.prev, sess.max_ts, sess.ts_on, sess.vocab,
                              eot=sess.eot, no_ts=sess.no_ts, ts_begin=sess.ts_begin, max_initial=sess.max_initial)
     logprobs = torch.log_softmax(logits, dim=-1)
     t = sess.temperature
     # sampling without a host sync: argmax(p / E), E ~ Exp(1), is a draw from p (exponential race)
-    race = logits / torch.where(t > 0, t, 1.0)[:, None] - torch.empty_like(logits).exponential_().log()
-    tok = torch.where(t > 0, race.argmax(dim=-1), logits.argmax(dim=-1))
+    tok = logits.argmax(dim=-1)
+    if sample:
+        race = logits / torch.where(t > 0, t, 1.0)[:, None] - torch.empty_like(logits).exponential_().log()
+        tok = torch.where(t > 0, race.argmax(dim=-1), tok)
     tok = torch.where(sess.done, sess.eot, tok)                                  # [B]
     lp = logprobs.gather(1, tok[:, None])[:, 0]
     sess.sum_logprob.add_(torch.where(sess.done, 0.0, lp))
@@ -77,23 +82,33 @@ def select(sess: Session, logits: Tensor) -> None:
     sess.step.add_(1)
 
 
-def decode_one(decoder: Decoder, sess: Session) -> None:
+def decode_one(decoder: Decoder, sess: Session, sample: bool = True) -> None:
     """Feed each row's last token at slot `pos`, then select the next one."""
     logits = decoder(sess.last[:, None], sess.pos, sess.cache)[:, 0]  # [B, V]
     sess.pos.add_(1)
-    select(sess, logits)
+    select(sess, logits, sample)
 
 
-_compiled: dict[str, object] = {}
+def decode_one_greedy(decoder: Decoder, sess: Session) -> None:
+    decode_one(decoder, sess, sample=False)
 
 
-def compiled_step(device: torch.device, enabled: bool):
-    """decode_one, compiled once per process and mode: CUDA graphs on CUDA, inductor (default) on CPU."""
+def decode_one_sampling(decoder: Decoder, sess: Session) -> None:
+    decode_one(decoder, sess, sample=True)
+
+
+_compiled: dict[tuple[str, bool], object] = {}
+
+
+def compiled_step(device: torch.device, enabled: bool, sample: bool):
+    """The step, compiled once per process, mode and variant (greedy / sampling): CUDA graphs on CUDA,
+    inductor (mode "default") on CPU; eager when not `enabled`."""
+    fn = decode_one_sampling if sample else decode_one_greedy
     if not enabled:
-        return decode_one
+        return fn
     mode = "reduce-overhead" if device.type == "cuda" else "default"
-    if mode not in _compiled:
+    if (mode, sample) not in _compiled:
         cfg = torch._dynamo.config
         cfg.cache_size_limit = max(cfg.cache_size_limit, 64)  # one graph per batch bucket
-        _compiled[mode] = torch.compile(decode_one, mode=mode, fullgraph=True)
-    return _compiled[mode]
+        _compiled[mode, sample] = torch.compile(fn, mode=mode, fullgraph=True)
+    return _compiled[mode, sample]

@@ -50,7 +50,7 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     if isinstance(hub_error, Path):
         return hub_error
     if name in PACKAGED:
-        return _from_package(name)
+        return packaged_model(name)
     raise ModelLoadError(f"model {name!r} ({repo}) is not in the local Hugging Face cache and the hub "
                          f"could not be reached ({hub_error}). Download it on a connected machine with "
                          f"`huggingface-cli download {repo}` and copy the cache (or pass a local directory)")
@@ -67,7 +67,8 @@ def _from_hub(repo: str) -> Path | str:
         return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
 
 
-def _from_package(name: str) -> Path:
+def packaged_model(name: str) -> Path:
+    """The packaged CTranslate2 weights of `name`, converted once into `cache_dir()`."""
     dst = cache_dir() / f"{name}-ct2"
     if (dst / "model.safetensors").is_file() and (dst / "tokenizer.json").is_file():
         return dst

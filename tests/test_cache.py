@@ -1,0 +1,72 @@
+"""The static k/v cache: incremental decoding equals a full forward without a cache, at every step."""
+
+from __future__ import annotations
+
+import torch
+
+from conftest import clip
+
+
+def full_forward(model, xa, tokens):
+    """Reference: a fresh cache per call, the whole sequence at once (no reuse of earlier k/v)."""
+    cache = model.decoder.new_cache(tokens.shape[0], tokens.shape[1], xa.shape[1], dtype=xa.dtype, device=xa.device)
+    model.decoder.fill_cross(xa, cache)
+    return model.decoder(tokens, torch.arange(tokens.shape[1]), cache)
+
+
+def test_incremental_equals_full_forward(tiny_en):
+    from whisperfast.audio import load_audio
+    from whisperfast.features import short_form_features
+
+    m = tiny_en.model
+    mel = short_form_features([load_audio(clip("jfk.flac"))], m.config.n_mels)
+    r = tiny_en.decode(clip("jfk.flac"))
+    seq = torch.tensor([[tiny_en.tokenizer.sot] + r.tokens])  # [1, T]
+    with torch.no_grad():
+        xa = m.encoder(mel)
+        cache = m.decoder.new_cache(1, 64, xa.shape[1], dtype=xa.dtype, device=xa.device)
+        m.decoder.fill_cross(xa, cache)
+        for t in range(seq.shape[1]):
+            step = m.decoder(seq[:, t:t + 1], torch.tensor([t]), cache)[0, 0]
+            ref = full_forward(m, xa, seq[:, : t + 1])[0, -1]
+            assert (step - ref).abs().max().item() < 1e-4, t
+
+
+def test_left_padded_rows_equal_unpadded(tiny_en):
+    """Rows of a batch with prompts of different lengths (left padding, per-row positions) give the
+    logits each row gets alone."""
+    m = tiny_en.model
+    torch.manual_seed(0)
+    xa = torch.randn(2, m.config.n_audio_ctx, m.config.n_audio_state)
+    a, b = [50257, 400, 500, 600, 700, 800], [50257, 900]
+    with torch.no_grad():
+        ref_a, ref_b = full_forward(m, xa[:1], torch.tensor([a]))[0, -1], full_forward(m, xa[1:], torch.tensor([b]))[0, -1]
+        cache = m.decoder.new_cache(2, 16, xa.shape[1], dtype=xa.dtype, device=xa.device)
+        m.decoder.fill_cross(xa, cache)
+        P = 8
+        tokens = torch.full((2, P), 50256)
+        tokens[0, P - len(a):], tokens[1, P - len(b):] = torch.tensor(a), torch.tensor(b)
+        cache.offset.copy_(torch.tensor([P - len(a), P - len(b)]))
+        out = m.decoder(tokens, torch.arange(P), cache)[:, -1]
+        assert (out[0] - ref_a).abs().max() < 1e-4
+        assert (out[1] - ref_b).abs().max() < 1e-4
+        # one more token each, at slot P
+        nxt = m.decoder(torch.tensor([[11], [12]]), torch.tensor([P]), cache)[:, 0]
+        ref_a2 = full_forward(m, xa[:1], torch.tensor([a + [11]]))[0, -1]
+        ref_b2 = full_forward(m, xa[1:], torch.tensor([b + [12]]))[0, -1]
+        assert (nxt[0] - ref_a2).abs().max() < 1e-4 and (nxt[1] - ref_b2).abs().max() < 1e-4
+
+
+def test_cache_shapes_and_reuse(tiny_en):
+    """Allocated once per (bucket, sample_len) and reused across calls; shapes as documented."""
+    e = tiny_en.engine
+    tiny_en.decode(clip("LDC93S1.wav"))
+    sess = e.session(1, e.sample_len)
+    c, cfg = sess.cache, tiny_en.config
+    D = cfg.n_text_state // cfg.n_text_head
+    assert c.self_k.shape[:3] == (cfg.n_text_layer, 1, cfg.n_text_head) and c.self_k.shape[4] == D
+    assert c.cross_k.shape == (cfg.n_text_layer, 1, cfg.n_text_head, cfg.n_audio_ctx, D)
+    ptr = c.self_k.data_ptr()
+    tiny_en.decode(clip("jfk.flac"))
+    assert e.session(1, e.sample_len) is sess and sess.cache.self_k.data_ptr() == ptr
+    assert e.session(3, e.sample_len).batch == 4

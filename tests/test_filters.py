@@ -1,0 +1,102 @@
+"""The tensor logit rules equal a direct transcription of openai-whisper's loop-based filters
+(SuppressBlank, SuppressTokens, ApplyTimestampRules) on random logits and random token histories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from whisperfast.decode.step import select
+
+
+def reference_filter(logits, sampled, *, tb, eot, no_ts, max_initial, suppress, begin, ts_on):
+    """openai-whisper decoding.py, one row, written with Python branches as there."""
+    x = logits.copy()
+    if len(sampled) == 0:
+        x[begin] = -np.inf
+    x[suppress] = -np.inf
+    if not ts_on:
+        return x
+    x[no_ts] = -np.inf
+    last_was = len(sampled) >= 1 and sampled[-1] >= tb
+    pen_was = len(sampled) < 2 or sampled[-2] >= tb
+    if last_was:
+        if pen_was:
+            x[tb:] = -np.inf
+        else:
+            x[:eot] = -np.inf
+    stamps = [t for t in sampled if t >= tb]
+    if stamps:
+        last = stamps[-1] if last_was and not pen_was else stamps[-1] + 1
+        x[tb:last] = -np.inf
+    if len(sampled) == 0:
+        x[:tb] = -np.inf
+        x[tb + max_initial + 1:] = -np.inf
+    lp = torch.log_softmax(torch.from_numpy(x), -1).numpy()
+    if np.logaddexp.reduce(lp[tb:]) > lp[:tb].max():
+        x[:tb] = -np.inf
+    return x
+
+
+def random_history(rng, k, tb, eot, n_ts=1501):
+    """k sampled ids: text tokens and non-decreasing timestamps, as a decoder could produce."""
+    out, t = [], int(rng.integers(0, 40))
+    for _ in range(k):
+        if rng.random() < 0.4:
+            t += int(rng.integers(0, 3))
+            out.append(tb + min(t, n_ts - 1))
+        else:
+            out.append(int(rng.integers(0, eot)))
+    return out
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 5, 9])
+def test_rules_match_openai(tiny_en, k):
+    eng, tok = tiny_en.engine, tiny_en.tokenizer
+    sess = eng.session(8, eng.sample_len)
+    suppress, begin = eng.masks("-1", True)
+    sess.suppress.copy_(suppress)
+    sess.begin.copy_(begin)
+    tb, V = tok.timestamp_begin, tiny_en.config.n_vocab
+    rng = np.random.default_rng(k)
+    for trial in range(6):
+        hist = [random_history(rng, k, tb, tok.eot) for _ in range(8)]
+        ts_on = rng.random(8) < 0.8
+        logits = rng.normal(0, 3, size=(8, V)).astype(np.float32)
+        logits[:, tb:] += rng.normal(0, 3, size=(8, 1)).astype(np.float32)  # make timestamps competitive
+        sess.step.fill_(k)
+        sess.last.copy_(torch.tensor([h[-1] if k >= 1 else 0 for h in hist]))
+        sess.prev.copy_(torch.tensor([h[-2] if k >= 2 else 0 for h in hist]))
+        sess.max_ts.copy_(torch.tensor([max([t for t in h if t >= tb], default=tb - 1) for h in hist]))
+        sess.ts_on.copy_(torch.from_numpy(ts_on))
+        sess.done.zero_(), sess.sum_logprob.zero_(), sess.temperature.zero_(), sess.cap.fill_(224)
+        select(sess, torch.from_numpy(logits.copy()), sample=False)
+        for b in range(8):
+            ref = reference_filter(logits[b], hist[b], tb=tb, eot=tok.eot, no_ts=tok.no_timestamps,
+                                   max_initial=tiny_en.config.max_initial_timestamp_index,
+                                   suppress=(suppress[0:] == -np.inf).nonzero().flatten().numpy(),
+                                   begin=(begin == -np.inf).nonzero().flatten().numpy(), ts_on=bool(ts_on[b]))
+            want = int(ref.argmax())
+            assert int(sess.out[b, k]) == want, (trial, b, hist[b])
+            lp = torch.log_softmax(torch.from_numpy(ref), -1)[want].item()
+            assert abs(sess.sum_logprob[b].item() - lp) < 1e-4
+
+
+def test_suppress_list_matches_openai_non_speech(tiny_en, base):
+    """The checkpoints' suppress_tokens equal openai-whisper's non-speech list + its special ids."""
+    for m in (tiny_en, base):
+        tok = m.tokenizer
+        ours = set(m.config.suppress_tokens)
+        want = set(tok.non_speech_tokens) | set(tok.special_suppress)
+        assert ours == want, (sorted(ours - want), sorted(want - ours))
+
+
+def test_done_rows_emit_eot_and_keep_their_score(tiny_en):
+    eng = tiny_en.engine
+    sess = eng.session(2, eng.sample_len)
+    sess.step.fill_(3), sess.done.copy_(torch.tensor([True, False])), sess.sum_logprob.fill_(-1.5)
+    sess.ts_on.zero_(), sess.temperature.zero_(), sess.cap.fill_(224)
+    select(sess, torch.randn(2, tiny_en.config.n_vocab), sample=False)
+    assert int(sess.out[0, 3]) == tiny_en.tokenizer.eot and sess.sum_logprob[0].item() == -1.5
+    assert sess.sum_logprob[1].item() < -1.5
