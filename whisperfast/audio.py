@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import os
 import re
 import warnings
@@ -74,8 +75,8 @@ def _design(orig_sr: int, new_sr: int) -> _Design:
     widths = [(r1 - 1) * down // up + jh + 1 - off for off, r1 in zip(first, bounds[1:])]
     if sum((r1 - r0) * w for r0, r1, w in zip(bounds, bounds[1:], widths)) > 1 << 22:
         return _Design(up, down, fc, half, jh, beta, ())  # odd rates: weights made per block of outputs
-    groups = tuple((r0, off, _kernel(np.arange(r0, r1)[:, None] * down / up - (off + np.arange(w))[None, :],
-                                     fc, half, beta).astype(np.float32))  # [rows, width]
+    groups = tuple((r0, off, _weights(np.arange(r0, r1)[:, None] * down / up - (off + np.arange(w))[None, :],
+                                      fc, half, beta))  # [rows, width]
                    for r0, r1, off, w in zip(bounds, bounds[1:], first, widths))
     return _Design(k * up, k * down, fc, half, jh, beta, groups)
 
@@ -89,18 +90,25 @@ def _kernel(t: np.ndarray, fc: float, half: float, beta: float) -> np.ndarray:
     return torch.where(t.abs() < half, h, 0.0).numpy()
 
 
-@lru_cache(maxsize=2)
-def _fine_kernel(orig_sr: int, new_sr: int) -> tuple[np.ndarray, int]:
-    """The kernel sampled p times per input sample on [-(Jh+1), Jh+1] (~260k points), for interpolation."""
+@lru_cache(maxsize=4)
+def _fine_kernel(fc: float, half: float, beta: float) -> tuple[np.ndarray, int, int]:
+    """The kernel sampled p times per input sample on [-(Jh+1), Jh+1] (~260k points) -> (samples, p, Jh + 1)."""
+    n = math.ceil(half) + 1
+    p = max(64, (1 << 17) // n)  # linear interpolation error h''/(8 p^2): < 1e-6 of the peak
+    return _kernel(np.arange(-n * p, n * p + 2) / p, fc, half, beta), p, n
+
+
+@lru_cache(maxsize=1)
+def _phase_table(orig_sr: int, new_sr: int) -> np.ndarray:
+    """Per-output path: the weights of every output phase kM % L -> float32 [L, 2Jh+1]."""
     d = _design(orig_sr, new_sr)
-    p = max(64, (1 << 17) // d.jh)  # interpolation error h''/(8 p^2): < 1e-6 of the peak
-    return _kernel(np.arange(-(d.jh + 1) * p, (d.jh + 1) * p + 2) / p, d.fc, d.half, d.beta), p
+    return _weights(np.arange(d.up)[:, None] / d.up - np.arange(-d.jh, d.jh + 1)[None, :], d.fc, d.half, d.beta)
 
 
-def _weights(t: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
-    """The kernel at offsets |t| <= Jh by linear interpolation of _fine_kernel -> float32, same shape as t."""
-    fine, p = _fine_kernel(orig_sr, new_sr)
-    u = (t + (_design(orig_sr, new_sr).jh + 1)) * p
+def _weights(t: np.ndarray, fc: float, half: float, beta: float) -> np.ndarray:
+    """_kernel at offsets t by linear interpolation of _fine_kernel -> float32, same shape as t."""
+    fine, p, n = _fine_kernel(fc, half, beta)
+    u = np.clip((t + n) * p, 0, 2 * n * p)  # beyond +-(Jh+1) the samples are 0
     i = u.astype(np.int64)
     w = u - i
     return (fine[i] * (1 - w) + fine[i + 1] * w).astype(np.float32)
@@ -112,7 +120,7 @@ class _Resampler:
     def __init__(self, orig_sr: int, new_sr: int):
         d = self.design = _design(orig_sr, new_sr)
         self.rates, self.gemm = (orig_sr, new_sr), bool(d.groups)
-        self.up, self.down, self.jh = d.up, d.down, d.jh
+        self.up, self.down, self.jh, self.phases = d.up, d.down, d.jh, None
         self.buf = np.zeros(self.jh, np.float32)  # leading zeros: the signal is zero before sample 0
         self.base, self.k, self.n_in = -self.jh, 0, 0  # input index of buf[0]; next output; inputs seen
 
@@ -154,10 +162,13 @@ class _Resampler:
                 yield y.reshape(-1)[max(0, k0 - qa * L): k1 - qa * L]
             return
         taps, per = np.arange(-jh, jh + 1), max(1, (1 << 20) // (2 * jh + 1))
-        for ka in range(k0, k1, per):  # odd rates: each output's 2Jh+1 weights, interpolated
+        if self.phases is None and k1 - k0 >= L // 4 and L * len(taps) <= 1 << 23:  # worth a table
+            self.phases = _phase_table(*self.rates)  # [L, 2Jh+1]
+        for ka in range(k0, k1, per):  # odd rates: each output's 2Jh+1 weights, by its phase kM % L
             k = np.arange(ka, min(k1, ka + per), dtype=np.int64)
-            n0, frac = k * M // L, (k * M % L) / L
-            w = _weights(frac[:, None] - taps[None, :], *self.rates)  # [n, 2Jh+1]
+            n0, ph = k * M // L, k * M % L
+            w = self.phases[ph] if self.phases is not None else _weights(
+                (ph / L)[:, None] - taps[None, :], self.design.fc, self.design.half, self.design.beta)  # [n, 2Jh+1]
             yield np.einsum("kt,kt->k", w, buf[(n0 - self.base)[:, None] + taps[None, :]])
 
 
@@ -191,10 +202,11 @@ def load_audio(source: AudioSource, sr: int = SAMPLE_RATE, *, channel: int | str
     channel: None averages the channels; 0/1/... or "left"/"right" picks one.
     NaN/Inf samples are replaced with 0 and a RuntimeWarning is issued. Errors raise AudioError.
     """
-    if isinstance(sr, bool) or not isinstance(sr, int) or sr <= 0:
+    if isinstance(sr, bool) or not isinstance(sr, numbers.Integral) or sr <= 0:
         raise OptionError(f"load_audio: sr={sr!r} must be a positive integer sample rate in Hz (usually 16000)")
-    if channel is not None and not isinstance(channel, int) and channel not in ("left", "right"):
+    if channel is not None and not isinstance(channel, numbers.Integral) and channel not in ("left", "right"):
         raise OptionError(f"load_audio: channel={channel!r}; use None (average), 0, 1, ..., 'left' or 'right'")
+    sr, channel = int(sr), int(channel) if isinstance(channel, numbers.Integral) else channel
     if isinstance(source, (np.ndarray, torch.Tensor)):
         return _from_array(source, channel)
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -247,7 +259,7 @@ def _decode(src: str | BinaryIO, name: str, sr: int, channel: int | str | None) 
         src.seek(pos)
     if not head:
         raise AudioError(f"{name}: the audio data is empty (0 bytes); re-record or re-download it")
-    convert = f"Convert it first, e.g. `ffmpeg -i {name if isinstance(src, str) else 'input'} out.wav`."
+    convert = f"Convert it first, e.g. `ffmpeg -i {'input.ext' if name.startswith('<') else name} out.wav`."
     try:
         f = sf.SoundFile(src)
     except (sf.SoundFileError, RuntimeError) as e:
@@ -322,7 +334,7 @@ def _zero_nonfinite(x: np.ndarray) -> int:
 
 def _warn_bad(n_bad: int, name: str) -> None:
     if n_bad:
-        warnings.warn(f"{name}: {n_bad} NaN/Inf sample(s) replaced with 0", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"{name}: {n_bad} NaN/Inf sample(s) replaced with 0", RuntimeWarning, stacklevel=4)
 
 
 _INT_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0**31, np.dtype(np.int8): 128.0}
@@ -341,12 +353,15 @@ def _from_array(a: np.ndarray | torch.Tensor, channel: int | str | None) -> np.n
     elif a.dtype.kind != "f":
         raise AudioError(f"{name}: dtype {a.dtype} is not supported; pass float32 samples in [-1, 1] "
                          "or int16/int32 PCM")
+    if a.size == 0:
+        raise AudioError(f"{name}: no samples (zero length, shape {tuple(a.shape)}); pass at least one sample")
     if a.ndim == 2:
         rows, cols = a.shape
         if cols > 8 and rows > 8:
             raise AudioError(f"{name}: shape {a.shape} has no channel axis (at most 8 channels); pass one clip "
                              "at a time as [samples] or [samples, channels]")
-        a = a if cols <= 8 else a.T  # [samples, channels]; a tiny (<= 8, <= 8) array is read channels-last
+        channels_last = cols <= 8 and (rows > 8 or cols <= rows)  # both <= 8: the shorter axis is channels
+        a = a if channels_last else a.T  # [samples, channels]
         ch = _channel_index(channel, a.shape[1], name)
         a = a[:, ch] if ch is not None else a.mean(axis=1, dtype=np.float64)
     elif a.ndim != 1:
@@ -354,13 +369,12 @@ def _from_array(a: np.ndarray | torch.Tensor, channel: int | str | None) -> np.n
     elif channel not in (None, 0, "left"):
         _channel_index(channel, 1, name)
     x = np.array(a, dtype=np.float32, copy=True)  # never alias the caller's buffer (zeroing below is in place)
-    if len(x) == 0:
-        raise AudioError(f"{name}: no samples (zero length); pass at least one sample")
     _warn_bad(_zero_nonfinite(x), name)
     return x
 
 
-def pad_or_trim(array: np.ndarray | torch.Tensor, length: int = N_SAMPLES, *, axis: int = -1):
+def pad_or_trim(array: np.ndarray | torch.Tensor, length: int = N_SAMPLES, *,
+                axis: int = -1) -> np.ndarray | torch.Tensor:
     """Zero-pad or trim `array` along `axis` to `length` (numpy or torch, like openai-whisper)."""
     n = array.shape[axis]
     if torch.is_tensor(array):
