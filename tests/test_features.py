@@ -69,6 +69,9 @@ def test_shapes_and_padding():
     padded = log_mel_spectrogram(x, padding=1000)
     torch.testing.assert_close(padded, log_mel_spectrogram(np.concatenate([x, np.zeros(1000, np.float32)])))
     assert log_mel_spectrogram(torch.from_numpy(x).double()).dtype == torch.float32
+    assert log_mel_spectrogram(x[:201]).shape == (80, 1)
+    with pytest.raises(ValueError, match="too short"):
+        log_mel_spectrogram(x[:200])
 
 
 def test_tone_lands_in_its_mel_band_and_clamp_is_8_below_max():

@@ -91,6 +91,9 @@ def log_mel_spectrogram(audio: Audio, n_mels: int = 80, *, padding: int = 0,
     x = _as_tensor(audio, device)
     if x.ndim not in (1, 2):
         raise ValueError(f"audio must be [samples] or [batch, samples], got shape {tuple(x.shape)}")
+    if x.shape[-1] + padding <= N_FFT // 2:
+        raise ValueError(f"audio of {x.shape[-1]} samples (+ {padding} padding) is too short for the centred "
+                         f"STFT: it needs more than {N_FFT // 2}; pad it (short_form_features does)")
     if padding > 0:
         x = torch.nn.functional.pad(x, (0, padding))
     stft = torch.stft(x, N_FFT, HOP_LENGTH, window=_hann(str(x.device)), return_complex=True)  # [..., 201, n//160+1]
