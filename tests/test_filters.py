@@ -66,8 +66,7 @@ def test_rules_match_openai(tiny_en, k):
         logits = rng.normal(0, 3, size=(8, V)).astype(np.float32)
         logits[:, tb:] += rng.normal(0, 3, size=(8, 1)).astype(np.float32)  # make timestamps competitive
         sess.step.fill_(k)
-        sess.last.copy_(torch.tensor([h[-1] if k >= 1 else 0 for h in hist]))
-        sess.prev.copy_(torch.tensor([h[-2] if k >= 2 else 0 for h in hist]))
+        sess.hist.copy_(torch.tensor([[h[-2] if k >= 2 else 0, h[-1] if k >= 1 else 0] for h in hist]))
         sess.max_ts.copy_(torch.tensor([max([t for t in h if t >= tb], default=tb - 1) for h in hist]))
         sess.ts_on.copy_(torch.from_numpy(ts_on))
         sess.done.zero_(), sess.sum_logprob.zero_(), sess.temperature.zero_(), sess.cap.fill_(224)

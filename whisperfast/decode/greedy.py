@@ -55,7 +55,7 @@ class Engine:
         self._masks: dict[tuple, tuple[Tensor, Tensor]] = {}
         self._encode = self._encode_eager
         if self.compile and self.device.type == "cuda":
-            self._encode = torch.compile(self._encode_eager, fullgraph=True)
+            self._encode = torch.compile(self._encode_eager, fullgraph=True, dynamic=False)
 
     def session(self, n: int, sample_len: int) -> Session:
         key = (bucket(n), sample_len)
@@ -129,7 +129,7 @@ class Engine:
         sess.cap.copy_(torch.tensor([min(sess.sample_len, n_ctx + 1 - len(r.prompt)) if a else 1
                                      for r, a in zip(rows, active)]))
         sess.done.copy_(~torch.tensor(active))
-        for t, v in ((sess.out, self.tok.eot), (sess.last, 0), (sess.prev, 0), (sess.step, 0),
+        for t, v in ((sess.out, self.tok.eot), (sess.hist, 0), (sess.step, 0),
                      (sess.max_ts, self.tok.timestamp_begin - 1), (sess.sum_logprob, 0), (sess.pos, P)):
             t.fill_(v)
         select(sess, self.model.decoder.logits(h[:, -1]), sample)

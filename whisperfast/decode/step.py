@@ -37,7 +37,8 @@ class Session(nn.Module):
             self.register_buffer(name, torch.full(shape, fill, dtype=dtype, device=device), persistent=False)
 
         buf("out", batch, sample_len)                 # sampled ids [B, S]
-        for name in ("last", "prev", "max_ts", "cap"):
+        buf("hist", batch, 2)                         # [B, 2] the last two sampled ids (prev, last)
+        for name in ("max_ts", "cap"):
             buf(name, batch)                          # [B]
         buf("done", batch, dtype=torch.bool)
         buf("ts_on", batch, dtype=torch.bool)
@@ -62,7 +63,7 @@ def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
     `sample` (a constant per compiled function, not a tensor): False when every row is greedy, which
     skips drawing the noise."""
     logits = logits + sess.suppress + torch.where(sess.step == 0, sess.begin, 0.0)
-    logits = timestamp_rules(logits, sess.step, sess.last, sess.prev, sess.max_ts, sess.ts_on, sess.vocab,
+    logits = timestamp_rules(logits, sess.step, sess.hist[:, 1], sess.hist[:, 0], sess.max_ts, sess.ts_on, sess.vocab,
                              eot=sess.eot, no_ts=sess.no_ts, ts_begin=sess.ts_begin, max_initial=sess.max_initial)
     logprobs = torch.log_softmax(logits, dim=-1)
     t = sess.temperature
@@ -75,8 +76,9 @@ def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
     lp = logprobs.gather(1, tok[:, None])[:, 0]
     sess.sum_logprob.add_(torch.where(sess.done, 0.0, lp))
     sess.out.index_copy_(1, sess.step.view(1), tok[:, None])
-    sess.prev.copy_(sess.last)
-    sess.last.copy_(tok)
+    # one write of a fresh tensor: copying `last` into `prev` and then `tok` into `last` as two in-place
+    # ops was reordered by inductor (prev received the new token) in torch 2.13
+    sess.hist.copy_(torch.stack([sess.hist[:, 1], tok], dim=1))
     sess.max_ts.copy_(torch.where(tok >= sess.ts_begin, tok, sess.max_ts))
     sess.done.copy_(sess.done | (tok == sess.eot) | (sess.step + 1 >= sess.cap))
     sess.step.add_(1)
@@ -84,7 +86,7 @@ def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
 
 def decode_one(decoder: Decoder, sess: Session, sample: bool = True) -> None:
     """Feed each row's last token at slot `pos`, then select the next one."""
-    logits = decoder(sess.last[:, None], sess.pos, sess.cache)[:, 0]  # [B, V]
+    logits = decoder(sess.hist[:, 1:], sess.pos, sess.cache)[:, 0]  # [B, V]
     sess.pos.add_(1)
     select(sess, logits, sample)
 
@@ -110,5 +112,5 @@ def compiled_step(device: torch.device, enabled: bool, sample: bool):
     if (mode, sample) not in _compiled:
         cfg = torch._dynamo.config
         cfg.cache_size_limit = max(cfg.cache_size_limit, 64)  # one graph per batch bucket
-        _compiled[mode, sample] = torch.compile(fn, mode=mode, fullgraph=True)
+        _compiled[mode, sample] = torch.compile(fn, mode=mode, fullgraph=True, dynamic=False)
     return _compiled[mode, sample]

@@ -1,0 +1,53 @@
+"""The compiled step (inductor on CPU; CUDA graphs on CUDA) gives the eager tokens and never recompiles
+across windows, timestamp modes, temperatures and batch sizes within one bucket."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import whisperfast
+from whisperfast.decode.window import decode_windows
+from whisperfast.decode.options import DecodingOptions
+
+from conftest import clip
+
+THREE = [clip("jfk.flac"), clip("LDC93S1.wav"), clip("61-70968-0000.flac")]
+
+
+@pytest.fixture(scope="module")
+def compiled(tiny_en_dir):
+    return whisperfast.load_model(tiny_en_dir, device="cpu", dtype="float32", compile=True)
+
+
+@pytest.mark.parametrize("without_timestamps", [False, True])
+def test_compiled_equals_eager(tiny_en, compiled, without_timestamps):
+    eager = tiny_en.decode(THREE, without_timestamps=without_timestamps)
+    comp = compiled.decode(THREE, without_timestamps=without_timestamps)
+    for e, c in zip(eager, comp):
+        assert c.tokens == e.tokens
+        assert abs(c.avg_logprob - e.avg_logprob) < 1e-3
+
+
+def test_no_recompiles_within_a_bucket(compiled):
+    """After the first capture of each step variant (greedy, sampling) for bucket 4: several windows,
+    both timestamp modes, two temperatures and batch sizes 3 and 4 run without a recompile."""
+    from whisperfast.audio import load_audio
+    from whisperfast.features import short_form_features
+
+    compiled.decode(THREE)                                  # capture: greedy, bucket 4
+    compiled.decode(THREE, temperature=0.5)                 # capture: sampling, bucket 4
+    mel = short_form_features([load_audio(c) for c in THREE + [clip("ru.wav")]], 80)
+    cfg = torch._dynamo.config
+    old = cfg.error_on_recompile
+    cfg.error_on_recompile = True
+    try:
+        compiled.decode(THREE + [clip("stereo_diarization.wav")], without_timestamps=True)
+        decode_windows(compiled.engine, mel[:3], DecodingOptions(), temperatures=(0.0, 0.7),
+                       needs_fallback=lambda r: True)       # every row re-decoded at T=0.7, same batch
+        decode_windows(compiled.engine, mel, DecodingOptions(without_timestamps=True), prompts=[
+            "Ask not.", None, [50, 60, 70], None])             # prompts of different lengths
+        r = compiled.transcribe([clip("sonnet001.mp3"), clip("jfk.flac")], batch_size=4)
+        assert "fellow Americans" in r[1].text and len(r[0].segments) >= 4
+    finally:
+        cfg.error_on_recompile = old
