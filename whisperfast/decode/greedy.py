@@ -86,11 +86,13 @@ class Engine:
 
     @torch.no_grad()
     def run(self, mel: Tensor | None, rows: list[Row | None], *, sample_len: int, suppress_tokens="-1",
-            suppress_blank: bool = True, batch: int | None = None) -> list[RowOutput | None]:
+            suppress_blank: bool = True, batch: int | None = None,
+            repetition_guard: int | None = None) -> list[RowOutput | None]:
         """Decode one window per row; `None` rows sit idle (done from the start).
 
         mel: [n, n_mels, 3000] for the rows, or None to reuse the cross k/v already in the session (a
         fallback re-decode of some rows of the same windows). `batch` pins the bucket (default: n rows).
+        repetition_guard: stop a row whose last N tokens loop one n-gram (checked at the host checks).
         """
         sess = self.session(max(len(rows), batch or 0), sample_len)
         if mel is not None:
@@ -99,8 +101,11 @@ class Engine:
         no_speech = self.prefill(sess, rows, suppress_tokens, suppress_blank, sample)
         step = compiled_step(self.device, self.compile, sample)
         for i in range(1, int(sess.cap.max())):
-            if i % CHECK_EVERY == 0 and bool(sess.done.all()):  # the loop's only host sync
-                break
+            if i % CHECK_EVERY == 0:
+                if bool(sess.done.all()):  # the loop's only host sync
+                    break
+                if repetition_guard:
+                    stop_loops(sess, i, repetition_guard)
             step(self.model.decoder, sess)
         return self.readout(sess, rows, no_speech)
 
@@ -146,3 +151,20 @@ class Engine:
                 toks = toks[: toks.index(self.tok.eot)]
             results.append(RowOutput(tokens=toks, sum_logprob=lp, no_speech_prob=p) if r else None)
         return results
+
+
+def looping(tokens: list[int], span: int, max_period: int = 16) -> bool:
+    """Whether the last `span` tokens are one n-gram (n <= max_period) repeated."""
+    if len(tokens) < span:
+        return False
+    tail = tokens[-span:]
+    return any(all(tail[i] == tail[i - p] for i in range(p, span)) for p in range(1, min(max_period, span // 2) + 1))
+
+
+def stop_loops(sess: Session, step: int, span: int) -> None:
+    """Mark rows that loop as done and cut them at `step` (a host check, every CHECK_EVERY steps)."""
+    out, done = sess.out[:, :step].cpu().tolist(), sess.done.cpu().tolist()
+    for b, (toks, d) in enumerate(zip(out, done)):
+        if not d and looping(toks, span):
+            sess.done[b] = True
+            sess.cap[b] = step

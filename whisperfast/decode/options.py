@@ -20,12 +20,16 @@ class DecodingOptions:
     max_initial_timestamp: float | None = 1.0
     suppress_tokens: str | tuple | None = "-1"  # "-1": the checkpoint's list (non-speech symbols)
     suppress_blank: bool = True
+    repetition_guard: int | None = None    # stop a window whose last N tokens loop one n-gram (N >= 8)
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise OptionError(f"task must be one of {TASKS}, not {self.task!r}")
         object.__setattr__(self, "language", normalize_language(self.language))
         check_temperature(self.temperature)
+        if self.repetition_guard is not None and not (
+                isinstance(self.repetition_guard, int) and self.repetition_guard >= 8):
+            raise OptionError(f"repetition_guard must be None or an int >= 8, not {self.repetition_guard!r}")
         if self.sample_len is not None and not (isinstance(self.sample_len, int) and self.sample_len > 0):
             raise OptionError(f"sample_len must be a positive int, not {self.sample_len!r}")
 

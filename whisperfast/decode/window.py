@@ -69,7 +69,8 @@ def decode_windows(engine: Engine, mel: Tensor, options: DecodingOptions, *,
         rows = [Row(tuple(heads[i] + sots[i]), len(heads[i]), t, not options.without_timestamps)
                 if i in pending else None for i in range(n)]
         outs = engine.run(None, rows, sample_len=sess.sample_len, suppress_tokens=options.suppress_tokens,
-                          suppress_blank=options.suppress_blank, batch=sess.batch)
+                          suppress_blank=options.suppress_blank, batch=sess.batch,
+                          repetition_guard=options.repetition_guard)
         for i in pending:
             results[i] = make_result(engine, outs[i], t, langs[i])
             results[i].language_probs = lang_probs[i]
