@@ -4,14 +4,22 @@ Each file is a `Stream`: the log-mel of the whole file (+ 30 s of zero audio), a
 decoded history. One step decodes the current 30 s window of up to `batch_size` streams in one fixed
 batch (with temperature fallback inside that batch), then each stream splits its window's tokens into
 segments at timestamp pairs and seeks on. A stream that reaches its end hands its slot to the next file.
+
+One deliberate difference from openai-whisper: a window whose loudest 10 ms frame is below `silence_threshold`
+(dBFS, default -50) is skipped without decoding, like a no-speech window; openai-whisper decodes it and tiny
+models hallucinate (" you" on digital silence). `silence_threshold=None` restores openai-whisper's behaviour.
+`strategy="chunked"` runs transformers' chunked algorithm instead (see whisperfast/chunked.py).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, load_audio
 from .decode.language import detect_language
@@ -20,6 +28,8 @@ from .decode.window import decode_windows
 from .errors import OptionError, WhisperfastError
 from .features import long_form_features, pad_features
 from .results import Segment, TranscriptionResult
+
+STRATEGIES = ("sequential", "chunked")
 
 TIME_PRECISION = 2 * HOP_LENGTH / SAMPLE_RATE  # 0.02 s per timestamp token (2 mel frames)
 INPUT_STRIDE = 2
@@ -52,6 +62,7 @@ class Stream:
     source: str | None
     mel: torch.Tensor                  # [n_mels, content_frames + N_FRAMES]
     initial_prompt: list[int]
+    level: torch.Tensor | None = None  # [>= content_frames] dBFS of each 10 ms frame (None: never quiet)
     language: str | None = None
     language_probs: dict | None = None
     seek: int = 0
@@ -74,12 +85,27 @@ class Stream:
         size = min(N_FRAMES, self.content_frames - self.seek)
         return pad_features(self.mel[:, self.seek: self.seek + size], N_FRAMES), size
 
+    def quiet(self, threshold: float | None) -> bool:
+        """The window's content (frames seek .. seek + size) never rises above `threshold` dBFS."""
+        size = min(N_FRAMES, self.content_frames - self.seek)
+        return threshold is not None and self.level is not None and size > 0 and bool(
+            self.level[self.seek: self.seek + size].max() < threshold)
+
     def prompt(self, carry_initial_prompt: bool, n_text_ctx: int) -> list[int]:
         if not carry_initial_prompt:
             return self.tokens[self.prompt_reset_since:]
         start = max(len(self.initial_prompt), self.prompt_reset_since)
         remaining = n_text_ctx // 2 - 1 - len(self.initial_prompt)
-        return self.initial_prompt + (self.tokens[start:][-remaining:] if remaining > 0 else [])
+        # openai-whisper slices with `[-remaining:]` as is: a prompt of >= 223 tokens (remaining <= 0) keeps
+        # the history too, and the decoder then keeps the last 223 tokens of the whole prompt
+        return self.initial_prompt + self.tokens[start:][-remaining:]
+
+
+def frame_levels(audio: np.ndarray) -> torch.Tensor:  # [n] samples -> [ceil(n / 160)] dBFS
+    """Level of each 10 ms frame (one mel frame): 10 log10(mean square), full scale = 1.0; -200 for zeros."""
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    x = F.pad(x, (0, -len(x) % HOP_LENGTH)).view(-1, HOP_LENGTH)  # [frames, 160]
+    return 10 * torch.log10(x.square().mean(dim=-1).clamp(min=1e-20))
 
 
 def split_segments(tok, r: DecodingResult, seek: int, size: int) -> tuple[list[dict], int]:
@@ -145,6 +171,8 @@ class Plan:
     carry_initial_prompt: bool = False
     batch_size: int = 1
     on_error: str = "raise"
+    silence_threshold: float | None = -50.0
+    strategy: str = "sequential"
 
 
 def open_stream(model, index: int, source, plan: Plan) -> Stream:
@@ -153,7 +181,7 @@ def open_stream(model, index: int, source, plan: Plan) -> Stream:
     mel = long_form_features(audio, model.config.n_mels)
     prompt = model.tokenizer.encode(" " + plan.initial_prompt.strip()) if plan.initial_prompt else []
     return Stream(index=index, source=str(name) if name else None, mel=mel, initial_prompt=prompt,
-                  language=plan.options.language)
+                  language=plan.options.language, level=frame_levels(audio))
 
 
 def detect_languages(model, streams: list[Stream]) -> None:
@@ -179,12 +207,13 @@ def failed(index: int, source, error: Exception) -> Stream:
     return s
 
 
-def run_streams(model, sources: Sequence, plan: Plan, progress=None) -> Iterator[tuple[Stream, list[Segment] | None]]:
-    """Yields (stream, its new segments) after each window, and (stream, None) once a stream is done."""
-    pending = iter(enumerate(sources))
-    active: list[Stream] = []
+def fill(model, pending: Iterator, active: list[Stream], plan: Plan, progress=None):
+    """Retire finished streams (yielding (stream, None)) and hand their slots to the next files."""
     while True:
-        new = []
+        for s in [s for s in active if s.finished]:
+            active.remove(s)
+            yield s, None
+        new: list[Stream] = []
         while len(active) + len(new) < plan.batch_size and (item := next(pending, None)) is not None:
             try:
                 new.append(open_stream(model, item[0], item[1], plan))
@@ -192,22 +221,35 @@ def run_streams(model, sources: Sequence, plan: Plan, progress=None) -> Iterator
                 if plan.on_error == "raise":
                     raise
                 yield failed(item[0], item[1], e), None
+        if not new:
+            return
         detect_languages(model, new)
         active += new
-        for s in [s for s in active if s.finished]:
-            yield s, None
-        active = [s for s in active if not s.finished]
+        if progress is not None:
+            progress.total += sum(s.content_frames for s in new) / FRAMES_PER_SECOND
+            progress.refresh()
+
+
+def run_streams(model, sources: Sequence, plan: Plan, progress=None) -> Iterator[tuple[Stream, list[Segment] | None]]:
+    """Yields (stream, its new segments) after each window, and (stream, None) once a stream is done."""
+    pending = iter(enumerate(sources))
+    active: list[Stream] = []
+    while True:
+        yield from fill(model, pending, active, plan, progress)
         if not active:
             return
-        windows = [s.window() for s in active]
+        loud = [s for s in active if not s.quiet(plan.silence_threshold)]
+        windows = [s.window() for s in loud]
         results = decode_windows(
             model.engine, torch.stack([w for w, _ in windows]), plan.options, temperatures=plan.temperatures,
-            prompts=[s.prompt(plan.carry_initial_prompt, model.config.n_text_ctx) for s in active],
-            languages=[s.language for s in active], needs_fallback=plan.thresholds.needs_fallback,
-            batch=plan.batch_size)
-        for s, (_, size), r in zip(active, windows, results):
-            before = s.seek
-            if plan.thresholds.should_skip(r):
+            prompts=[s.prompt(plan.carry_initial_prompt, model.config.n_text_ctx) for s in loud],
+            languages=[s.language for s in loud], needs_fallback=plan.thresholds.needs_fallback,
+            batch=plan.batch_size) if loud else []
+        decided = dict(zip(map(id, loud), results))
+        for s in active:
+            before, size = s.seek, min(N_FRAMES, s.content_frames - s.seek)
+            r = decided.get(id(s))
+            if r is None or plan.thresholds.should_skip(r):  # silence: quiet, or no speech
                 s.seek += size
                 segs = []
             else:
@@ -227,13 +269,17 @@ def result_of(model, s: Stream) -> TranscriptionResult:
 def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
               compression_ratio_threshold=2.4, logprob_threshold=-1.0, no_speech_threshold=0.6,
               condition_on_previous_text=True, initial_prompt=None, carry_initial_prompt=False,
-              without_timestamps=False, batch_size=1, on_error="raise", **decode_options) -> Plan:
+              without_timestamps=False, batch_size=1, on_error="raise", silence_threshold=-50.0,
+              strategy="sequential", **decode_options) -> Plan:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise OptionError(f"batch_size must be a positive int, not {batch_size!r}")
     if on_error not in ("raise", "skip"):
         raise OptionError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    if strategy not in STRATEGIES:
+        raise OptionError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
     for name, v in (("compression_ratio_threshold", compression_ratio_threshold),
-                    ("logprob_threshold", logprob_threshold), ("no_speech_threshold", no_speech_threshold)):
+                    ("logprob_threshold", logprob_threshold), ("no_speech_threshold", no_speech_threshold),
+                    ("silence_threshold", silence_threshold)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v):
             raise OptionError(f"{name} must be a number or None, not {v!r}")
     temps = temperatures_of(temperature)
@@ -244,13 +290,15 @@ def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2,
     return Plan(options=options, temperatures=temps,
                 thresholds=Thresholds(compression_ratio_threshold, logprob_threshold, no_speech_threshold),
                 condition=condition_on_previous_text, initial_prompt=initial_prompt,
-                carry_initial_prompt=carry_initial_prompt, batch_size=batch_size, on_error=on_error)
+                carry_initial_prompt=carry_initial_prompt, batch_size=batch_size, on_error=on_error,
+                silence_threshold=silence_threshold, strategy=strategy)
 
 
 def transcribe_with(model, audio, *, stream: bool = False, verbose: bool = False, **kwargs):
     """Transcribe a file/array (-> TranscriptionResult) or a list of them (-> list, same order).
 
     With `stream=True`, yields Segments as they are decided ((index, Segment) pairs for a list).
+    `verbose=True` prints each segment to stdout and shows a progress bar (audio seconds) on stderr.
     """
     many = isinstance(audio, (list, tuple))
     sources = list(audio) if many else [audio]
@@ -259,11 +307,22 @@ def transcribe_with(model, audio, *, stream: bool = False, verbose: bool = False
     if stream:
         return _segments(gen, many)
     results: dict[int, TranscriptionResult] = {}
-    for s, segs in gen:
-        if segs is None:
-            results[s.index] = result_of(model, s)
+    for index, _, result in gen:
+        if result is not None:
+            results[index] = result
     out = [results[i] for i in range(len(sources))]
     return out if many else out[0]
+
+
+def events(model, sources, plan: Plan, progress=None) -> Iterator[tuple[int, list[Segment], TranscriptionResult | None]]:
+    """(file index, new segments, its result once the file is done) from the plan's strategy."""
+    if plan.strategy == "chunked":
+        from .chunked import run_chunked  # chunked.py builds on this module
+
+        yield from run_chunked(model, sources, plan, progress)
+        return
+    for s, segs in run_streams(model, sources, plan, progress):
+        yield s.index, segs or [], result_of(model, s) if segs is None else None
 
 
 def _generate(model, sources, plan: Plan, verbose: bool):
@@ -271,22 +330,23 @@ def _generate(model, sources, plan: Plan, verbose: bool):
     if verbose:
         from tqdm import tqdm
 
-        progress = tqdm(unit="audio s", unit_scale=False, desc="whisperfast")
+        progress = tqdm(total=0.0, unit="audio s", desc="whisperfast", file=sys.stderr,
+                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} audio s [{elapsed}<{remaining}]")
     try:
-        for s, segs in run_streams(model, sources, plan, progress):
-            if verbose and segs:
+        for index, segs, result in events(model, sources, plan, progress):
+            if verbose:
                 for seg in segs:
-                    progress.write(f"[{_ts(seg.start)} --> {_ts(seg.end)}]{seg.text}")
-            yield s, segs
+                    progress.write(f"[{_ts(seg.start)} --> {_ts(seg.end)}]{seg.text}", file=sys.stdout)
+            yield index, segs, result
     finally:
         if progress is not None:
             progress.close()
 
 
 def _segments(gen, many: bool):
-    for s, segs in gen:
-        for seg in segs or ():
-            yield (s.index, seg) if many else seg
+    for index, segs, _ in gen:
+        for seg in segs:
+            yield (index, seg) if many else seg
 
 
 def _ts(t: float) -> str:
