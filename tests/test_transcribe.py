@@ -82,6 +82,17 @@ def test_silence_gives_no_text(tiny_en, monkeypatch, strategy):
     assert float(T.frame_levels(noise(-60.0)).max()) < -55.0
 
 
+def test_frame_levels():
+    import torch
+
+    for n in (1, 159, 160, 161, 48007):
+        x = noise(-20.0, n / SR)
+        frames = torch.nn.functional.pad(torch.from_numpy(x).double(), (0, -n % 160)).view(-1, 160)
+        ref = 10 * torch.log10(frames.square().mean(dim=-1))
+        assert torch.allclose(T.frame_levels(x).double(), ref, atol=1e-4)
+    assert T.frame_levels(np.zeros(480, np.float32)).tolist() == [-200.0] * 3
+
+
 def test_silence_gate_can_be_disabled(tiny_en, monkeypatch):
     calls = spy_on(monkeypatch, T)
     tiny_en.transcribe(np.zeros(5 * SR, np.float32), silence_threshold=None, temperature=0.0)
