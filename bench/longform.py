@@ -1,0 +1,243 @@
+"""Long-form transcription on CPU (or CUDA): speed against other engines, and peak memory against file length.
+
+    python bench/longform.py rtf    [--model tiny.en] [--minutes 2.5 | --audio FILE] [--threads 2]
+                                    [--engines whisperfast,transformers,openai] [--temperature 0.0]
+    python bench/longform.py memory [--model tiny.en] [--minutes 1 20] [--threads 2]
+
+Every measurement runs in a fresh subprocess on the same cores (`--threads`), so engines and runs cannot affect
+one another (peak RSS = `resource.getrusage(RUSAGE_SELF).ru_maxrss` of that process).
+
+rtf: RTFx = audio seconds / wall seconds of one long-form transcription, after loading the model and a 10 s
+warm-up run; all engines get the same 16 kHz samples as an array. Settings: openai-whisper's `transcribe()`
+defaults (timestamps, condition_on_previous_text, temperatures 0.0 … 1.0 with the 2.4 / -1.0 / 0.6 thresholds),
+fp32 on CPU:
+  whisperfast   model.transcribe(audio)                                  (sequential; --strategy chunked)
+  transformers  WhisperForConditionalGeneration.generate(long-form input features, return_timestamps=True,
+                condition_on_prev_tokens=True, same temperatures, logprob/no-speech thresholds, and its own
+                compression ratio (zlib of token ids) at the 1.35 it recommends for openai's 2.4)
+  openai        whisper.transcribe(model, audio, fp16=False) on the same weights (weights_tools export-openai)
+--temperature 0.0 decodes greedily without fallback in all three (the comparison is then draw-free).
+
+memory: whisperfast transcribes an N-minute file read from disk (the tests/data clips concatenated at 16 kHz,
+written as FLAC); reported: peak RSS of each run and the growth of the longer over the shorter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+if (ROOT / "tests" / ".models").is_dir():  # the test suite's converted models (as tests/conftest.py does)
+    os.environ.setdefault("WHISPERFAST_CACHE", str(ROOT / "tests" / ".models"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+CLIPS = ["sonnet001.mp3", "jfk.flac", "61-70968-0000.flac", "LDC93S1.wav", "multilingual.mp3"]
+
+
+def concatenated(minutes: float):
+    """The test clips (English first) repeated to `minutes` of 16 kHz audio, with 1 s gaps."""
+    import numpy as np
+
+    from whisperfast.audio import load_audio
+
+    clips = [load_audio(DATA / c) for c in CLIPS]
+    gap = np.zeros(16000, np.float32)
+    need, parts, i = int(minutes * 60 * 16000), [], 0
+    while need > 0:
+        x = np.concatenate([clips[i % len(clips)], gap])[:need]
+        parts.append(x)
+        need, i = need - len(x), i + 1
+    return np.concatenate(parts)
+
+
+def write_audio(path: Path, minutes: float) -> None:
+    import soundfile as sf
+
+    sf.write(path, concatenated(minutes), 16000, format="FLAC", subtype="PCM_16")
+
+
+def model_dir(name: str) -> Path:
+    from whisperfast.model.hub import resolve
+
+    return Path(resolve(name))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# ------------------------------------------------------------------------------------- one engine, one run
+
+
+def run_whisperfast(args, audio, warm):
+    import whisperfast
+
+    model = whisperfast.load_model(model_dir(args.model), device=args.device, compile=args.compile or None)
+    kw = dict(temperature=args.temperature if args.temperature is not None else TEMPERATURES,
+              strategy=args.strategy, batch_size=args.batch_size)
+    model.transcribe(warm, **kw)
+    t = time.perf_counter()
+    r = model.transcribe(audio, **kw)
+    return time.perf_counter() - t, r.text
+
+
+def run_transformers(args, audio, warm):
+    import torch
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    path = model_dir(args.model)
+    proc = WhisperProcessor.from_pretrained(path)
+    model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32).to(args.device).eval()
+    temps = args.temperature if args.temperature is not None else TEMPERATURES
+    fallback = dict(compression_ratio_threshold=1.35, logprob_threshold=-1.0, no_speech_threshold=0.6)
+
+    def go(x):
+        long = len(x) > 480000
+        f = proc(x, sampling_rate=16000, return_tensors="pt", truncation=not long, return_attention_mask=True,
+                 padding="longest" if long else "max_length")
+        with torch.no_grad():
+            ids = model.generate(f.input_features.to(args.device), attention_mask=f.attention_mask.to(args.device),
+                                 return_timestamps=True, condition_on_prev_tokens=True, temperature=temps,
+                                 **(fallback if isinstance(temps, tuple) else {}))
+        return proc.batch_decode(ids, skip_special_tokens=True)[0]
+
+    go(warm)
+    t = time.perf_counter()
+    text = go(audio)
+    return time.perf_counter() - t, text
+
+
+def run_openai(args, audio, warm):
+    import whisper
+
+    from weights_tools.openai_ckpt import export_openai
+
+    pt = Path(tempfile.mkdtemp()) / "model.pt"
+    export_openai(model_dir(args.model), pt)
+    model = whisper.load_model(str(pt), device=args.device)
+    temps = args.temperature if args.temperature is not None else TEMPERATURES
+    fp16 = args.device != "cpu"
+    whisper.transcribe(model, warm, temperature=temps, fp16=fp16)
+    t = time.perf_counter()
+    r = whisper.transcribe(model, audio, temperature=temps, fp16=fp16)
+    return time.perf_counter() - t, r["text"]
+
+
+def run_memory(args, path):
+    import whisperfast
+
+    model = whisperfast.load_model(model_dir(args.model), device=args.device, compile=args.compile or None)
+    kw = dict(temperature=args.temperature) if args.temperature is not None else {}
+    t = time.perf_counter()
+    r = model.transcribe(str(path), **kw)
+    return time.perf_counter() - t, r.text
+
+
+def child(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from whisperfast.audio import load_audio
+
+    if args.engine == "memory":
+        wall, text = run_memory(args, args.audio)
+        audio_s = len(load_audio(args.audio)) / 16000
+    else:
+        audio = load_audio(args.audio)
+        warm = audio[: 10 * 16000].copy()
+        wall, text = {"whisperfast": run_whisperfast, "transformers": run_transformers,
+                      "openai": run_openai}[args.engine](args, audio, warm)
+        audio_s = len(audio) / 16000
+    print(json.dumps(dict(engine=args.engine, wall=wall, audio_s=audio_s, words=len(text.split()),
+                          peak_rss_mb=peak_rss_mb())))
+
+
+def spawn(args, engine: str, audio: Path) -> dict:
+    cmd = [sys.executable, __file__, "_child", "--engine", engine, "--audio", str(audio)]
+    for name in ("model", "threads", "device", "strategy", "batch_size"):
+        cmd += [f"--{name}", str(getattr(args, name))]
+    if args.temperature is not None:
+        cmd += ["--temperature", str(args.temperature)]
+    if args.compile:
+        cmd += ["--compile"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(ROOT))
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stderr[-3000:], file=sys.stderr)
+        return {"engine": engine, "error": out.returncode}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------- reports
+
+
+def rtf(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        audio = Path(args.audio) if args.audio else Path(tmp) / "clip.flac"
+        if not args.audio:
+            write_audio(audio, args.minutes[0])
+        rows = [spawn(args, e, audio) for e in args.engines.split(",")]
+    ok = [r for r in rows if "error" not in r]
+    base = next((r for r in ok if r["engine"] == "whisperfast"), ok[0] if ok else None)
+    print(f"model {args.model}, {ok[0]['audio_s'] if ok else '?'} s of audio, {args.threads} threads, "
+          f"{args.device}, temperature {args.temperature if args.temperature is not None else TEMPERATURES}")
+    print(f"{'engine':<14}{'wall s':>9}{'RTFx':>8}{'whisperfast / engine':>22}{'words':>7}{'peak RSS MB':>13}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['engine']:<14} failed (exit {r['error']})")
+            continue
+        x = r["audio_s"] / r["wall"]
+        speedup = (base["audio_s"] / base["wall"]) / x
+        print(f"{r['engine']:<14}{r['wall']:9.1f}{x:8.1f}{speedup:21.2f}x{r['words']:7d}{r['peak_rss_mb']:13.0f}")
+
+
+def memory(args) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for minutes in args.minutes:
+            path = Path(tmp) / f"{minutes:g}min.flac"
+            write_audio(path, minutes)
+            rows.append(spawn(args, "memory", path))
+    print(f"whisperfast {args.model}, {args.threads} threads, {args.device}: transcribe a file from disk")
+    for m, r in zip(args.minutes, rows):
+        if "error" in r:
+            print(f"{m:6g} min  failed (exit {r['error']})")
+            continue
+        print(f"{m:6g} min  peak RSS {r['peak_rss_mb']:8.0f} MB  wall {r['wall']:7.1f} s  "
+              f"RTFx {r['audio_s'] / r['wall']:6.1f}  words {r['words']}")
+    if len(rows) >= 2 and all("error" not in r for r in rows):
+        growth = rows[-1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]
+        print(f"growth {args.minutes[-1]:g} min over {args.minutes[0]:g} min: {growth:.0f} MB "
+              f"({'below' if growth < 1024 else 'ABOVE'} 1 GB)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=["rtf", "memory", "_child"])
+    p.add_argument("--model", default="tiny.en", help="short name, hub id or local HF directory")
+    p.add_argument("--audio", help="rtf: a file instead of the concatenated test clips")
+    p.add_argument("--minutes", type=float, nargs="+", help="rtf: clip length (2.5); memory: lengths (1 20)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--engines", default="whisperfast,transformers,openai")
+    p.add_argument("--temperature", type=float, help="one temperature, no fallback (default: 0.0 … 1.0)")
+    p.add_argument("--strategy", default="sequential", choices=["sequential", "chunked"])
+    p.add_argument("--batch_size", type=int, default=1, help="whisperfast rows per decode (chunked: chunks)")
+    p.add_argument("--compile", action="store_true", help="whisperfast: compile the decode step")
+    p.add_argument("--engine", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    args.minutes = args.minutes or ([2.5] if args.mode == "rtf" else [1, 20])
+    {"rtf": rtf, "memory": memory, "_child": child}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()
