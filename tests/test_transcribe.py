@@ -108,7 +108,8 @@ def test_progress_bar_on_stderr_only_when_verbose(tiny_en, capsys):
     r = tiny_en.transcribe(clip("jfk.flac"), temperature=0.0, verbose=True)
     out, err = capsys.readouterr()
     assert "11.0/11.0 audio s" in err and "100%" in err and "whisperfast" in err
-    assert out.splitlines() == [f"[{T._ts(s.start)} --> {T._ts(s.end)}]{s.text}" for s in r.segments]
+    assert out.splitlines() == [f"[{T._ts(s.start)} --> {T._ts(s.end)}] {s.text}" for s in r.segments]
+    assert (T._ts(9.32), T._ts(59.9996), T._ts(3600.5)) == ("00:09.320", "01:00.000", "01:00:00.500")  # as openai's
 
 
 @pytest.fixture(scope="module")

@@ -339,7 +339,7 @@ def _generate(model, sources, plan: Plan, verbose: bool):
         for index, segs, result in events(model, sources, plan, progress):
             if verbose:
                 for seg in segs:
-                    progress.write(f"[{_ts(seg.start)} --> {_ts(seg.end)}]{seg.text}", file=sys.stdout)
+                    progress.write(f"[{_ts(seg.start)} --> {_ts(seg.end)}] {seg.text}", file=sys.stdout)
             yield index, segs, result
     finally:
         if progress is not None:
@@ -353,5 +353,7 @@ def _segments(gen, many: bool):
 
 
 def _ts(t: float) -> str:
-    m, s = divmod(t, 60)
-    return f"{int(m):02d}:{s:06.3f}"
+    """openai-whisper's verbose timestamps: [HH:]MM:SS.mmm, hours only when there are any."""
+    h, ms = divmod(round(t * 1000.0), 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    return f"{f'{h:02d}:' if h else ''}{m:02d}:{ms // 1000:02d}.{ms % 1000:03d}"
