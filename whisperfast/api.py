@@ -10,7 +10,7 @@ import torch
 from .audio import load_audio
 from .decode.greedy import Engine
 from .decode.language import detect_language
-from .decode.options import DecodingOptions, DecodingResult
+from .decode.options import DecodingOptions, DecodingResult, check_task
 from .decode.window import decode_windows
 from .errors import OptionError
 from .features import short_form_features
@@ -75,6 +75,7 @@ class WhisperModel:
 
         `audio`: a path, an array, bytes, or a list of them (-> a list of results).
         """
+        check_task(task, self.config, self.is_multilingual)
         batch = isinstance(audio, (list, tuple))
         items = list(audio) if batch else [audio]
         opts = DecodingOptions(task=task, language=language, temperature=temperature,

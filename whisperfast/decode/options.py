@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 from dataclasses import asdict, dataclass, field
 
@@ -32,6 +33,19 @@ class DecodingOptions:
             raise OptionError(f"repetition_guard must be None or an int >= 8, not {self.repetition_guard!r}")
         if self.sample_len is not None and not (isinstance(self.sample_len, int) and self.sample_len > 0):
             raise OptionError(f"sample_len must be a positive int, not {self.sample_len!r}")
+
+
+def check_task(task: str, config, multilingual: bool) -> None:
+    """English-only (.en) checkpoints cannot translate (OptionError); large-v3-turbo's shape (4 decoder
+    layers, 128 mel bins) was not trained to translate: a warning, the output is often a transcription."""
+    if task != "translate":
+        return
+    if not multilingual:
+        raise OptionError("this checkpoint is English-only (.en): it cannot translate; use a multilingual model")
+    if config.n_text_layer == 4 and config.n_mels == 128:
+        warnings.warn("this checkpoint has large-v3-turbo's shape (4 decoder layers, 128 mel bins), which was not "
+                      "trained to translate: expect a transcription or a poor translation; use large-v3 or medium",
+                      stacklevel=3)
 
 
 def check_temperature(t) -> float:
