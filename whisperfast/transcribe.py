@@ -14,6 +14,7 @@ models hallucinate (" you" on digital silence). `silence_threshold=None` restore
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -22,11 +23,12 @@ import torch
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, load_audio
 from .decode.language import detect_language
-from .decode.options import DecodingOptions, DecodingResult, check_temperature
+from .decode.options import DecodingOptions, DecodingResult, check_task, check_temperature
 from .decode.window import decode_windows
 from .errors import OptionError, WhisperfastError
 from .features import long_form_features, pad_features
 from .results import Segment, TranscriptionResult
+from .words import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, WordOptions, WordWindow, time_windows
 
 STRATEGIES = ("sequential", "chunked")
 
@@ -68,6 +70,7 @@ class Stream:
     tokens: list[int] = field(default_factory=list)
     prompt_reset_since: int = 0
     segments: list[Segment] = field(default_factory=list)
+    last_speech: float = 0.0           # openai's last_speech_timestamp (word timestamps)
 
     def __post_init__(self):
         self.tokens = list(self.initial_prompt)
@@ -136,17 +139,22 @@ def split_segments(tok, r: DecodingResult, seek: int, size: int) -> tuple[list[d
     return [dict(start=offset, end=offset + duration, tokens=tokens)], size
 
 
-def accept(stream: Stream, tok, r: DecodingResult, size: int, condition: bool) -> list[Segment]:
-    """Add a window's segments to the stream and seek on (openai-whisper's bookkeeping)."""
-    parts, advance = split_segments(tok, r, stream.seek, size)
+def accept(stream: Stream, tok, r: DecodingResult, size: int, condition: bool,
+           timed: tuple[list[dict] | None, int] | None = None) -> list[Segment]:
+    """Add a window's segments to the stream and seek on (openai-whisper's bookkeeping).
+    `timed`: (segments, advance) from `timed_splits` (word timestamps); None segments drop the window."""
+    parts, advance = timed if timed is not None else split_segments(tok, r, stream.seek, size)
+    if parts is None:  # hallucination_silence_threshold skipped the window (openai's `continue`)
+        stream.seek += advance
+        return []
     new = []
     for p in parts:
-        text = tok.decode([t for t in p["tokens"] if t < tok.eot])
+        text, words = tok.decode([t for t in p["tokens"] if t < tok.eot]), p.get("words")
         if p["start"] == p["end"] or text.strip() == "":
-            text, p["tokens"] = "", []
+            text, p["tokens"], words = "", [], None if words is None else []
         new.append(Segment(id=len(stream.segments) + len(new), seek=stream.seek, start=p["start"], end=p["end"],
                            text=text, tokens=p["tokens"], temperature=r.temperature, avg_logprob=r.avg_logprob,
-                           compression_ratio=r.compression_ratio, no_speech_prob=r.no_speech_prob))
+                           compression_ratio=r.compression_ratio, no_speech_prob=r.no_speech_prob, words=words))
     stream.seek += advance
     stream.segments += new
     stream.tokens += [t for s in new for t in s.tokens]
@@ -176,6 +184,7 @@ class Plan:
     on_error: str = "raise"
     silence_threshold: float | None = -50.0
     strategy: str = "sequential"
+    words: WordOptions | None = None  # word timestamps (None: off)
 
 
 def open_stream(model, index: int, source, plan: Plan) -> Stream:
@@ -249,6 +258,7 @@ def run_streams(model, sources: Sequence, plan: Plan, progress=None) -> Iterator
             languages=[s.language for s in loud], needs_fallback=plan.thresholds.needs_fallback,
             batch=plan.batch_size) if loud else []
         decided = dict(zip(map(id, loud), results))
+        timed = timed_splits(model, plan, loud, results) if plan.words is not None and loud else {}
         for s in active:
             before, size = s.seek, min(N_FRAMES, s.content_frames - s.seek)
             r = decided.get(id(s))
@@ -256,10 +266,33 @@ def run_streams(model, sources: Sequence, plan: Plan, progress=None) -> Iterator
                 s.seek += size
                 segs = []
             else:
-                segs = accept(s, model.tokenizer, r, size, plan.condition)
+                segs = accept(s, model.tokenizer, r, size, plan.condition, timed.get(id(s)))
             if progress is not None:
                 progress.update((min(s.content_frames, s.seek) - before) / FRAMES_PER_SECOND)
             yield s, segs
+
+
+# --- word timestamps: the hook into the seek loop (the method is in whisperfast/words.py) ---------------
+def timed_splits(model, plan: Plan, streams: list[Stream], results: list[DecodingResult]) -> dict:
+    """id(stream) -> (its window's segments with words, or None to drop them; frames to advance), for the
+    windows that will be accepted, from one alignment forward over the batch `decode_windows` just ran."""
+    rows = []
+    for row, (s, r) in enumerate(zip(streams, results)):
+        if not plan.thresholds.should_skip(r):
+            size = min(N_FRAMES, s.content_frames - s.seek)
+            parts, advance = split_segments(model.tokenizer, r, s.seek, size)
+            rows.append((s, WordWindow(row=row, segments=parts, tokens=r.tokens, seek=s.seek, size=size,
+                                       next_seek=s.seek + advance, content_frames=s.content_frames,
+                                       language=r.language or "en", last_speech=s.last_speech)))
+    engine = model.engine  # decode_windows' session: its rows :len(streams) still hold the windows' cross k/v
+    sess = engine.session(max(len(streams), plan.batch_size), plan.options.sample_len or engine.sample_len)
+    time_windows(engine, sess, [w for _, w in rows], plan.options.task, plan.words)
+    timed = {}
+    for s, w in rows:
+        s.last_speech = w.last_speech
+        timed[id(s)] = (None if w.skip else w.segments, w.seek - s.seek)
+    return timed
+# --- end of word timestamps --------------------------------------------------------------------------
 
 
 def result_of(model, s: Stream) -> TranscriptionResult:
@@ -273,7 +306,9 @@ def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2,
               compression_ratio_threshold=2.4, logprob_threshold=-1.0, no_speech_threshold=0.6,
               condition_on_previous_text=True, initial_prompt=None, carry_initial_prompt=False,
               without_timestamps=False, batch_size=1, on_error="raise", silence_threshold=-50.0,
-              strategy="sequential", **decode_options) -> Plan:
+              strategy="sequential", word_timestamps=False, prepend_punctuations=PREPEND_PUNCTUATIONS,
+              append_punctuations=APPEND_PUNCTUATIONS, hallucination_silence_threshold=None,
+              **decode_options) -> Plan:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise OptionError(f"batch_size must be a positive int, not {batch_size!r}")
     if on_error not in ("raise", "skip"):
@@ -288,13 +323,19 @@ def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2,
     temps = temperatures_of(temperature)
     options = DecodingOptions(task=task, language=language, temperature=temps[0],
                               without_timestamps=without_timestamps, **decode_options)
-    if options.task == "translate" and not model.tokenizer.multilingual:
-        raise OptionError("this checkpoint is English-only (.en): it cannot translate; use a multilingual model")
+    check_task(options.task, model.config, model.tokenizer.multilingual)
+    words = None
+    if word_timestamps:
+        if strategy != "sequential":
+            raise OptionError("word_timestamps=True needs strategy='sequential'")
+        if options.task == "translate":
+            warnings.warn("Word-level timestamps on translations may not be reliable.", stacklevel=3)
+        words = WordOptions(prepend_punctuations, append_punctuations, hallucination_silence_threshold)
     return Plan(options=options, temperatures=temps,
                 thresholds=Thresholds(compression_ratio_threshold, logprob_threshold, no_speech_threshold),
                 condition=condition_on_previous_text, initial_prompt=initial_prompt,
                 carry_initial_prompt=carry_initial_prompt, batch_size=batch_size, on_error=on_error,
-                silence_threshold=silence_threshold, strategy=strategy)
+                silence_threshold=silence_threshold, strategy=strategy, words=words)
 
 
 def transcribe_with(model, audio, *, stream: bool = False, verbose: bool = False, **kwargs):

@@ -72,7 +72,7 @@ def alignment_weights(engine: Engine, sess: Session, seqs: list[list[int] | None
     heads = sorted(cfg.alignment_heads) or [(layer, h) for layer in range(L // 2, L) for h in range(H)]
     B = sess.batch
     filled = [s if s else [engine.tok.eot] for s in seqs] + [[engine.tok.eot]] * (B - len(seqs))
-    P = prompt_bucket(max(len(s) for s in filled))
+    P = max(prompt_bucket(n := max(len(s) for s in filled)), n)  # > 256 tokens only with sample_len > 224
     tokens = torch.full((B, P), engine.tok.eot, dtype=torch.long)
     for b, s in enumerate(filled):
         tokens[b, P - len(s):] = torch.tensor(s)
