@@ -2,7 +2,9 @@
 
 Contract: `load_audio` returns a fresh 1-D float32 numpy array at `sr` Hz, or raises `AudioError` naming the
 file, the problem and what to do. Files are decoded, mixed down and resampled in blocks, so memory holds
-the output plus O(block) working space. Arrays are taken to be at `sr` already (never resampled).
+the output plus O(block) working space; `open_audio` yields those blocks instead, for consumers that never
+need the whole waveform (features.long_form_features_from_file). Arrays are taken to be at `sr` already
+(never resampled).
 """
 
 from __future__ import annotations
@@ -193,6 +195,14 @@ def resample(x: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
 
 
 # ---- loading -------------------------------------------------------------------------------------------
+class OpenedAudio(NamedTuple):
+    """A source being decoded: `blocks` yields consecutive float32 mono pieces at the target rate."""
+
+    name: str  # the path, "<bytes>", the file object's name, or "audio array" / "audio tensor"
+    expected: int  # estimated number of output samples (libsndfile's frame count; exact for WAV/FLAC)
+    blocks: Iterator[np.ndarray]
+
+
 def load_audio(source: AudioSource, sr: int = SAMPLE_RATE, *, channel: int | str | None = None) -> np.ndarray:
     """Decode `source` to float32 mono at `sr` Hz -> [n_samples].
 
@@ -200,25 +210,54 @@ def load_audio(source: AudioSource, sr: int = SAMPLE_RATE, *, channel: int | str
     file object, or a numpy array / torch tensor already at `sr` Hz (int16 /32768, int32 /2**31, int8 /128,
     uint8 centred at 128; 2-D (samples, channels) or (channels, samples) with at most 8 channels).
     channel: None averages the channels; 0/1/... or "left"/"right" picks one.
-    NaN/Inf samples are replaced with 0 and a RuntimeWarning is issued. Errors raise AudioError.
+    NaN/Inf samples are replaced with 0 and a RuntimeWarning is issued. Errors (zero length included)
+    raise AudioError.
     """
+    opened = open_audio(source, sr, channel=channel)
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        y = next(opened.blocks, np.zeros(0, np.float32))  # one block, already a fresh copy
+    else:
+        y = _concatenate(opened.blocks, opened.expected)
+    if len(y) == 0:
+        raise AudioError(f"{opened.name}: no audio samples (zero length); check the recording, or pass at "
+                         "least one sample")
+    return y
+
+
+def _concatenate(blocks: Iterator[np.ndarray], expected: int) -> np.ndarray:
+    """The blocks in one array, allocated once at `expected` (+ a little) and grown only if that was low."""
+    out, n = np.empty(expected + 16, np.float32), 0
+    for y in blocks:
+        if n + len(y) > len(out):
+            out = np.concatenate([out[:n], np.empty(max(len(y), len(out)), np.float32)])
+        out[n: n + len(y)] = y
+        n += len(y)
+    return out[:n]
+
+
+def open_audio(source: AudioSource, sr: int = SAMPLE_RATE, *, channel: int | str | None = None) -> OpenedAudio:
+    """`load_audio` in blocks, for streaming: the output of `load_audio` is the concatenation of `blocks`
+    (a file yields a block per ~262k input frames, an array one block). Zero-length audio yields no block
+    instead of raising; every other problem raises AudioError, when opening or while iterating."""
     if isinstance(sr, bool) or not isinstance(sr, numbers.Integral) or sr <= 0:
         raise OptionError(f"load_audio: sr={sr!r} must be a positive integer sample rate in Hz (usually 16000)")
     if channel is not None and not isinstance(channel, numbers.Integral) and channel not in ("left", "right"):
         raise OptionError(f"load_audio: channel={channel!r}; use None (average), 0, 1, ..., 'left' or 'right'")
     sr, channel = int(sr), int(channel) if isinstance(channel, numbers.Integral) else channel
     if isinstance(source, (np.ndarray, torch.Tensor)):
-        return _from_array(source, channel)
+        name = "audio tensor" if isinstance(source, torch.Tensor) else "audio array"
+        x = _from_array(source, channel, name)
+        return OpenedAudio(name, len(x), iter([x] if len(x) else []))
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _decode(io.BytesIO(bytes(source)), "<bytes>", sr, channel)
+        return _open_file(io.BytesIO(bytes(source)), "<bytes>", sr, channel)
     if hasattr(source, "read"):
         name = str(getattr(source, "name", "<file object>"))
         seekable = getattr(source, "seekable", lambda: False)()
-        return _decode(source if seekable else io.BytesIO(source.read()), name, sr, channel)
+        return _open_file(source if seekable else io.BytesIO(source.read()), name, sr, channel)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         _check_path(path)
-        return _decode(path, path, sr, channel)
+        return _open_file(path, path, sr, channel)
     raise AudioError(f"load_audio: cannot read audio from a {type(source).__name__}; "
                      "pass a file path, encoded bytes, a binary file object, or a numpy array / torch tensor")
 
@@ -248,8 +287,9 @@ def _what_is(head: bytes) -> str | None:
     return None
 
 
-def _decode(src: str | BinaryIO, name: str, sr: int, channel: int | str | None) -> np.ndarray:
-    """Open with libsndfile, mix down (or pick `channel`) and resample in blocks -> float32 [n]."""
+def _open_file(src: str | BinaryIO, name: str, sr: int, channel: int | str | None) -> OpenedAudio:
+    """Open with libsndfile (AudioError naming the container if it cannot) -> blocks mixed down to `channel`
+    (None: the mean) and resampled to `sr`."""
     if isinstance(src, str):
         with open(src, "rb") as f:
             head = f.read(16)
@@ -266,38 +306,38 @@ def _decode(src: str | BinaryIO, name: str, sr: int, channel: int | str | None) 
         what = _what_is(head)
         kind = f"{what}, which cannot be decoded here" if what else "not a supported audio file"
         raise AudioError(f"{name}: {kind} ({e}). Supported: {SUPPORTED}. {convert}") from None
-    with f:
-        try:
-            y, n_read, n_bad = _read_blocks(f, sr, _channel_index(channel, f.channels, name))
-        except (sf.SoundFileError, RuntimeError) as e:
-            raise AudioError(f"{name}: the file is corrupt or truncated ({e}). Re-download it, "
-                             f"or salvage the readable part with ffmpeg: {convert}") from None
-        _check_complete(f, n_read, name, convert)
-    if n_read == 0:
-        raise AudioError(f"{name}: the file holds no audio samples (zero length); check the recording")
-    _warn_bad(n_bad, name)
-    return y
+    try:
+        ch = _channel_index(channel, f.channels, name)
+    except AudioError:
+        f.close()
+        raise
+    expected = min(-(-max(f.frames, 0) * sr // f.samplerate), 1 << 31)  # libsndfile's count; may be off
+    return OpenedAudio(name, expected, _file_blocks(f, name, sr, ch, convert))
 
 
-def _read_blocks(f: sf.SoundFile, sr: int, ch: int | None) -> tuple[np.ndarray, int, int]:
-    """Decode all of `f` block by block -> (float32 mono at sr, input frames read, NaN/Inf samples zeroed)."""
+def _file_blocks(f: sf.SoundFile, name: str, sr: int, ch: int | None, convert: str) -> Iterator[np.ndarray]:
+    """Decode all of `f` block by block -> float32 mono pieces at sr; closes `f`; checks for truncation."""
     rs = _Resampler(f.samplerate, sr) if f.samplerate != sr else None
-    guess = min(-(-max(f.frames, 0) * sr // f.samplerate), 1 << 31)  # libsndfile's count; may be off
-    out = np.empty(guess + 16, np.float32)  # grown below if too small
-    n_out = n_read = n_bad = 0
-    while True:
-        block = f.read(_BLOCK, dtype="float32", always_2d=True)  # [n, channels]
-        last = len(block) == 0
-        x = block[:, ch] if ch is not None else block.mean(axis=1, dtype=np.float32)  # [n]
-        n_read += len(x)
-        n_bad += _zero_nonfinite(x)
-        y = x if rs is None else (rs.flush() if last else rs.push(x))
-        if n_out + len(y) > len(out):
-            out = np.concatenate([out[:n_out], np.empty(max(len(y), len(out)), np.float32)])
-        out[n_out: n_out + len(y)] = y
-        n_out += len(y)
-        if last:
-            return out[:n_out], n_read, n_bad
+    n_read = n_bad = 0
+    with f:
+        while True:
+            try:
+                block = f.read(_BLOCK, dtype="float32", always_2d=True)  # [n, channels]
+            except (sf.SoundFileError, RuntimeError) as e:
+                raise AudioError(f"{name}: the file is corrupt or truncated ({e}). Re-download it, "
+                                 f"or salvage the readable part with ffmpeg: {convert}") from None
+            last = len(block) == 0
+            x = block[:, ch] if ch is not None else block.mean(axis=1, dtype=np.float32)  # [n]
+            n_read += len(x)
+            n_bad += _zero_nonfinite(x)
+            y = x if rs is None else (rs.flush() if last else rs.push(x))
+            if last:
+                _check_complete(f, n_read, name, convert)
+                _warn_bad(n_bad, name)
+            if len(y):
+                yield y
+            if last:
+                return
 
 
 def _check_complete(f: sf.SoundFile, n_read: int, name: str, convert: str) -> None:
@@ -340,9 +380,8 @@ def _warn_bad(n_bad: int, name: str) -> None:
 _INT_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0**31, np.dtype(np.int8): 128.0}
 
 
-def _from_array(a: np.ndarray | torch.Tensor, channel: int | str | None) -> np.ndarray:
-    """Array/tensor at the target rate -> fresh float32 mono [n] (ints scaled to [-1, 1))."""
-    name = "audio tensor" if isinstance(a, torch.Tensor) else "audio array"
+def _from_array(a: np.ndarray | torch.Tensor, channel: int | str | None, name: str) -> np.ndarray:
+    """Array/tensor at the target rate -> fresh float32 mono [n] (ints scaled to [-1, 1)); [0] if empty."""
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu()
         a = (a.float() if a.dtype in (torch.float16, torch.bfloat16) else a).numpy()
@@ -354,7 +393,9 @@ def _from_array(a: np.ndarray | torch.Tensor, channel: int | str | None) -> np.n
         raise AudioError(f"{name}: dtype {a.dtype} is not supported; pass float32 samples in [-1, 1] "
                          "or int16/int32 PCM")
     if a.size == 0:
-        raise AudioError(f"{name}: no samples (zero length, shape {tuple(a.shape)}); pass at least one sample")
+        if a.ndim > 2:
+            raise AudioError(f"{name}: expected 1-D [samples] or 2-D [samples, channels], got shape {a.shape}")
+        return np.zeros(0, np.float32)
     if a.ndim == 2:
         rows, cols = a.shape
         if cols > 8 and rows > 8:

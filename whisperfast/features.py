@@ -7,18 +7,20 @@ Two window conventions (REFERENCE.md "Audio features"):
       (= transformers' WhisperFeatureExtractor, openai-whisper's decode()).
   long_form_features: log-mel of the whole file + 30 s of zero audio, clamp over the whole file, computed
       in 30 s blocks so the working memory is bounded (= openai-whisper's transcribe()).
+  long_form_features_from_file: the same from a file (or any load_audio source) decoded, resampled and
+      featurised block by block: memory is the mel (32 KB per second of audio) + O(block), never the samples.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Sequence, Union
+from typing import NamedTuple, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from whisperfast.audio import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, pad_or_trim
+from whisperfast.audio import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, AudioSource, open_audio, pad_or_trim
 
 Audio = Union[np.ndarray, Tensor]
 _LOG_FLOOR = 1e-10
@@ -81,7 +83,7 @@ def _log_power_mel(frames_spec: Tensor, n_mels: int) -> Tensor:
 
 def _normalise_(log_spec: Tensor, max_val: Tensor) -> Tensor:
     """In place: max(x, max_val - 8), then (x + 4) / 4."""
-    return log_spec.copy_(torch.maximum(log_spec, max_val - 8.0)).add_(4.0).div_(4.0)
+    return torch.maximum(log_spec, max_val - 8.0, out=log_spec).add_(4.0).div_(4.0)  # no full-size temporary
 
 
 def log_mel_spectrogram(audio: Audio, n_mels: int = 80, *, padding: int = 0,
@@ -149,3 +151,122 @@ def _reflect_padded(x: Tensor, total: int, a: int, b: int) -> Tensor:
     j = torch.where(j >= total, 2 * (total - 1) - j, j)
     inside = j < n
     return torch.where(inside, x[j.clamp(max=max(n - 1, 0))] if n else 0.0, 0.0)
+
+
+# ---- long-form features straight from a file, in bounded memory --------------------------------------
+class FileFeatures(NamedTuple):
+    mel: Tensor  # [n_mels, (n + 480000) // 160]: long_form_features(load_audio(source), n_mels)
+    level: Tensor  # [ceil(n / 160)] dBFS of each 10 ms frame: 10 log10(mean square), floored at -200
+    n_samples: int  # n, the audio's length at 16 kHz
+
+
+def long_form_features_from_file(source: AudioSource, n_mels: int = 80, *, device: str | torch.device | None = None,
+                                 block_frames: int = N_FRAMES) -> FileFeatures:
+    """`long_form_features(load_audio(source))` and the per-frame levels, without holding the audio:
+    the file is decoded, resampled and featurised in blocks, so memory is the mel (32 KB per second of
+    audio at 80 mels) plus O(block). Zero-length audio gives the mel of 30 s of zeros (no content frames)
+    rather than an error. Errors raise AudioError like load_audio."""
+    opened = open_audio(source)
+    mel = _MelStream(n_mels, torch.device(device or "cpu"), opened.expected, block_frames)
+    for x in opened.blocks:
+        mel.push(torch.from_numpy(x))
+    return mel.finish()
+
+
+class _MelStream:
+    """Frames of the centred STFT of z = audio + 30 s of zeros, computed block_frames at a time as their
+    samples arrive. Everything it keeps is allocated once (work buffer, mel, levels), so a long stream does
+    not fragment the heap: its memory is the mel + O(block) whatever the length."""
+
+    def __init__(self, n_mels: int, device: torch.device, expected: int, block_frames: int):
+        self.n_mels, self.device, self.block = n_mels, device, block_frames
+        self.out = torch.empty(n_mels, (expected + N_SAMPLES) // HOP_LENGTH, device=device)  # grown if short
+        self.level = torch.empty(-(-expected // HOP_LENGTH))  # grown if short
+        self.work = torch.empty((block_frames - 1) * HOP_LENGTH + N_FFT, device=device)  # one block's samples
+        self.fill = N_FFT // 2  # work[:200] is kept for the reflected start, z[200..1]
+        self.tail = torch.zeros(HOP_LENGTH)  # audio of a 10 ms level frame not yet complete
+        self.f = self.n = self.n_levels = self.n_tail = 0  # next frame; samples in; levels out; in tail
+        self.stop: int | None = None  # frame count, once known (finish)
+
+    def push(self, x: Tensor) -> None:  # [n] audio samples at 16 kHz
+        self.n += len(x)
+        self._levels(x)
+        self._feed(x)
+
+    def finish(self) -> FileFeatures:
+        total = self.n + N_SAMPLES  # len(z); z ends in >= 480000 zeros, so its reflected end is zeros too
+        self.stop = total // HOP_LENGTH  # the centred STFT's last frame is dropped
+        if self.n_tail:
+            self.tail[self.n_tail:] = 0
+            self._put_levels(10 * torch.log10(self.tail.square().mean().clamp(min=1e-20))[None])
+        self._feed(torch.zeros(N_SAMPLES + N_FFT // 2))  # the padding, then the reflected end (zeros)
+        while self.f < self.stop:
+            self._frames()
+        if self.out.shape[1] > self.stop * 1.01:  # libsndfile over-counted by more than 1%: give it back
+            self.out = self.out[:, :self.stop].clone()
+        mel = self.out[:, :self.stop]  # a view; contiguous unless out is (a little) longer
+        peak = mel.max()
+        for a in range(0, self.stop, self.block):  # in place, block by block: no full-size temporary
+            _normalise_(mel[:, a: a + self.block], peak)
+        return FileFeatures(mel, self.level[:self.n_levels], self.n)
+
+    def _feed(self, x: Tensor) -> None:
+        i = 0
+        while i < len(x):
+            take = min(len(x) - i, len(self.work) - self.fill)
+            self.work[self.fill: self.fill + take] = x[i: i + take]
+            self.fill, i = self.fill + take, i + take
+            if self.fill == len(self.work):
+                self._frames()
+
+    def _frames(self) -> None:
+        """The frames whose 400 samples are in work (at most a block, none past `stop`); keep the overlap."""
+        if self.f == 0:  # z[1..200], reflected, goes first (work holds z[0..] from index 200)
+            self.work[: N_FFT // 2] = self.work[N_FFT // 2 + 1: N_FFT + 1].flip(0)
+        k = (self.fill - N_FFT) // HOP_LENGTH + 1 if self.fill >= N_FFT else 0
+        k = min(k, self.block, (self.stop if self.stop is not None else k + self.f) - self.f)
+        if k <= 0:
+            return
+        seg = self.work[: (k - 1) * HOP_LENGTH + N_FFT]  # [(k-1)*160 + 400]
+        stft = torch.stft(seg, N_FFT, HOP_LENGTH, window=_hann(str(self.device)), center=False,
+                          return_complex=True)  # [201, k]
+        self._put(_log_power_mel(stft, self.n_mels))
+        rest = self.work[k * HOP_LENGTH: self.fill].clone()  # <= 240 samples overlap the next frame
+        self.work[: len(rest)] = rest
+        self.fill = len(rest)
+
+    def _put(self, mel: Tensor) -> None:  # [n_mels, k] -> frames f .. f + k
+        f1 = self.f + mel.shape[1]
+        if f1 > self.out.shape[1]:  # libsndfile under-counted the frames (some MP3s): grow by half
+            self.out = _grown(self.out, f1)
+        self.out[:, self.f: f1] = mel
+        self.f = f1
+
+    def _levels(self, x: Tensor) -> None:
+        """10 ms frame levels: 10 log10(mean square) of each complete 160 samples of the audio."""
+        if self.n_tail:  # complete the frame begun by the last push
+            take = min(len(x), HOP_LENGTH - self.n_tail)
+            self.tail[self.n_tail: self.n_tail + take] = x[:take]
+            self.n_tail, x = self.n_tail + take, x[take:]
+            if self.n_tail < HOP_LENGTH:
+                return
+            self._put_levels(10 * torch.log10(self.tail.square().mean().clamp(min=1e-20))[None])
+            self.n_tail = 0
+        whole = len(x) // HOP_LENGTH * HOP_LENGTH
+        frames = x[:whole].view(-1, HOP_LENGTH)  # [frames, 160]
+        self._put_levels(10 * torch.log10(frames.square().mean(dim=-1).clamp(min=1e-20)))
+        self.n_tail = len(x) - whole
+        self.tail[: self.n_tail] = x[whole:]
+
+    def _put_levels(self, lv: Tensor) -> None:
+        end = self.n_levels + len(lv)
+        if end > len(self.level):
+            self.level = _grown(self.level[None], end)[0]
+        self.level[self.n_levels: end] = lv
+        self.n_levels = end
+
+
+def _grown(t: Tensor, size: int) -> Tensor:
+    """t [..., n] with its last dimension grown to at least `size` (by half at least): a copy."""
+    extra = torch.empty(*t.shape[:-1], max(size, t.shape[-1] * 3 // 2) - t.shape[-1], dtype=t.dtype, device=t.device)
+    return torch.cat([t, extra], dim=-1)
