@@ -80,10 +80,14 @@ class Tokenizer:
         """`num_languages`: 0 for English-only checkpoints (their vocabularies still hold language
         tokens, unused), 99 for most multilingual ones, 100 for large-v3 (from the model's vocab size)."""
         path = Path(path)
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: no such file; a Whisper checkpoint needs the tokenizer.json of its "
+                                 "model (copy it from the model's Hugging Face repository)")
         try:
             hf = _HFTokenizer.from_file(str(path))
         except Exception as e:  # tokenizers raises plain Exceptions with terse messages
-            raise ModelLoadError(f"{path}: not a readable tokenizer.json ({e})") from None
+            raise ModelLoadError(f"{path}: not a readable tokenizer.json ({e}); re-download it from the "
+                                 "model's Hugging Face repository") from None
 
         def need(tok: str) -> int:
             i = hf.token_to_id(tok)

@@ -42,6 +42,9 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
         raise ModelLoadError(f"{p}: a model is a directory (config.json, tokenizer.json, model.safetensors); "
                              "convert other files with `python -m weights_tools import-openai|import-ct2`")
     name = str(name_or_path)
+    if isinstance(name_or_path, os.PathLike) or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelLoadError(f"model directory {str(p)!r} not found; pass an existing checkpoint directory "
+                             f"(config.json, tokenizer.json, model.safetensors) or a name: {', '.join(HUB_IDS)}")
     if name not in HUB_IDS and (name.count("/") != 1 or name.startswith((".", "/", "~"))):
         raise ModelLoadError(f"unknown model {name!r}: not a directory, nor one of {', '.join(HUB_IDS)}, "
                              "nor a hub id like 'openai/whisper-small'")

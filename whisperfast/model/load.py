@@ -29,13 +29,36 @@ def read_json(path: Path, required: bool = True) -> dict | None:
                                  "config.json, tokenizer.json and model.safetensors (HF layout)")
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        d = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelLoadError(f"{path}: not valid JSON ({e})") from None
+        raise ModelLoadError(f"{path}: not valid JSON ({e}); re-download or re-convert the checkpoint") from None
+    if not isinstance(d, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object {{...}}, found a {type(d).__name__}")
+    return d
 
 
 def read_config(ckpt: Path) -> ModelConfig:
-    return ModelConfig.from_hf(read_json(ckpt / "config.json"), read_json(ckpt / "generation_config.json", False))
+    """The checkpoint's ModelConfig; a config that is not Whisper's, or has impossible sizes, raises
+    ModelLoadError naming config.json."""
+    path = ckpt / "config.json"
+    config, generation = read_json(path), read_json(ckpt / "generation_config.json", False)
+    try:
+        c = ModelConfig.from_hf(config, generation)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{path}: {str(e).removeprefix('config.json ')}") from None
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"{path} or generation_config.json: a value has the wrong type ({e}); "
+                             "compare it with the config of a Whisper checkpoint") from None
+    for name in ("n_mels", "n_vocab", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer",
+                 "n_audio_ffn", "n_text_ctx", "n_text_state", "n_text_head", "n_text_layer", "n_text_ffn"):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ModelLoadError(f"{path}: {name} = {v!r}, but every size of a Whisper model is a positive integer")
+    for state, heads in (("n_audio_state", "n_audio_head"), ("n_text_state", "n_text_head")):
+        if getattr(c, state) % getattr(c, heads):
+            raise ModelLoadError(f"{path}: {state} = {getattr(c, state)} is not a multiple of {heads} = "
+                                 f"{getattr(c, heads)}; the attention heads must split the width evenly")
+    return c
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -44,27 +67,33 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ModelLoadError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from None
+        raise ModelLoadError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}; "
+                             "re-download or re-convert it") from None
 
 
-def read_state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a single-file or sharded safetensors checkpoint, keys as stored."""
+def read_state_dict(ckpt: Path) -> tuple[dict[str, torch.Tensor], dict[str, Path]]:
+    """All tensors of a single-file or sharded safetensors checkpoint, keys as stored -> (tensors, file of each)."""
     index = ckpt / "model.safetensors.index.json"
     if index.is_file():
         weight_map = read_json(index).get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise ModelLoadError(f"{index}: no 'weight_map' object")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise ModelLoadError(f"{index}: no 'weight_map' object of tensor name -> shard file name")
         sd: dict[str, torch.Tensor] = {}
+        files: dict[str, Path] = {}
         for shard in sorted(set(weight_map.values())):
             if not (ckpt / shard).is_file():
-                raise ModelLoadError(f"{index} names the shard {shard!r}, which is missing from {ckpt}")
-            sd.update(_load_safetensors(ckpt / shard))
-        return sd
+                raise ModelLoadError(f"{index} names the shard {shard!r}, which is missing from {ckpt}; "
+                                     "download every shard the index lists")
+            part = _load_safetensors(ckpt / shard)
+            sd.update(part)
+            files.update(dict.fromkeys(part, ckpt / shard))
+        return sd, files
     single = ckpt / "model.safetensors"
     if not single.is_file():
         raise ModelLoadError(f"{ckpt}: no model.safetensors or model.safetensors.index.json "
                              "(convert .pt / CTranslate2 models with `python -m weights_tools`)")
-    return _load_safetensors(single)
+    sd = _load_safetensors(single)
+    return sd, dict.fromkeys(sd, single)
 
 
 def to_model_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -77,20 +106,30 @@ def to_model_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def check_keys(model: torch.nn.Module, sd: dict[str, torch.Tensor], where: Path) -> None:
+def check_keys(model: torch.nn.Module, sd: dict[str, torch.Tensor], files: dict[str, Path], config: Path) -> None:
+    """Raise ModelLoadError naming the file and key of the first tensor that is missing, unexpected, of the
+    wrong shape or not floating point. `sd`: module keys; `files`: stored key -> the file holding it."""
     expected = dict(model.state_dict())
+    stored = {k: PREFIX + k if PREFIX + k in files else k for k in sd}  # module key -> key as stored
+
+    def where(keys) -> str:
+        return ", ".join(sorted({str(files[stored[k]]) for k in keys})) if keys else str(next(iter(files.values())))
+
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
     if missing or unexpected:
-        raise ModelLoadError(f"{where}: keys do not match a Whisper model of this config.json: "
-                             f"missing {[PREFIX + k for k in missing[:5]]}{'…' if len(missing) > 5 else ''} "
-                             f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}")
+        raise ModelLoadError(
+            f"{where(unexpected)}: the tensors do not match the Whisper model that {config} describes: "
+            f"missing {[PREFIX + k for k in missing[:5]]}{'…' if len(missing) > 5 else ''}, "
+            f"unexpected {[stored[k] for k in unexpected[:5]]}{'…' if len(unexpected) > 5 else ''}; "
+            "the weights and config.json must come from the same model (re-download or re-convert it)")
     for k, t in expected.items():
         if tuple(sd[k].shape) != tuple(t.shape):
-            raise ModelLoadError(f"{where}: tensor {PREFIX + k} has shape {tuple(sd[k].shape)}, "
-                                 f"but config.json implies {tuple(t.shape)}")
+            raise ModelLoadError(f"{where([k])}: tensor {stored[k]} has shape {tuple(sd[k].shape)}, but {config} "
+                                 f"implies {tuple(t.shape)}; the weights and config.json are from different models")
         if not sd[k].is_floating_point():
-            raise ModelLoadError(f"{where}: tensor {PREFIX + k} has dtype {sd[k].dtype}; expected a float type")
+            raise ModelLoadError(f"{where([k])}: tensor {stored[k]} has dtype {sd[k].dtype}; expected a float "
+                                 "type (float32/float16/bfloat16): quantised checkpoints need converting first")
 
 
 def load_whisper(ckpt: str | os.PathLike, *, device: torch.device, dtype: torch.dtype) -> Whisper:
@@ -99,8 +138,9 @@ def load_whisper(ckpt: str | os.PathLike, *, device: torch.device, dtype: torch.
     config = read_config(ckpt)
     with torch.device("meta"):
         model = Whisper(config)
-    sd = to_model_keys(read_state_dict(ckpt))
-    check_keys(model, sd, ckpt)
+    sd, files = read_state_dict(ckpt)
+    sd = to_model_keys(sd)
+    check_keys(model, sd, files, ckpt / "config.json")
     sd = {k: v.to(device=device, dtype=dtype) for k, v in sd.items()}
     model.load_state_dict(sd, strict=True, assign=True)
     return model.eval().requires_grad_(False)
