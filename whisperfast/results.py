@@ -12,8 +12,8 @@ class Word:
     word: str
     probability: float
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> dict:  # openai-whisper's key order
+        return {"word": self.word, "start": self.start, "end": self.end, "probability": self.probability}
 
 
 @dataclass
