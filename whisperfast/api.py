@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -12,13 +14,13 @@ from .decode.greedy import Engine
 from .decode.language import detect_language
 from .decode.options import DecodingOptions, DecodingResult, check_task
 from .decode.window import decode_windows
-from .errors import OptionError
+from .errors import ModelLoadError, OptionError
 from .features import short_form_features
 from .model.hub import resolve
 from .model.load import load_whisper
 from .model.whisper import Whisper
 from .tokenizer import Tokenizer
-from .transcribe import transcribe_with
+from .transcribe import make_plan, transcribe_with
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
@@ -34,9 +36,22 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise OptionError(f"device {device!r} is not a device; use 'cpu', 'cuda' or 'cuda:N'") from None
     if d.type == "cuda" and not torch.cuda.is_available():
         raise OptionError(f"device {device!r} was requested but CUDA is not available here; use device='cpu'")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise OptionError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                          f"use 'cuda:0'..'cuda:{torch.cuda.device_count() - 1}'")
     if d.type not in ("cpu", "cuda"):
         raise OptionError(f"device {device!r}: whisperfast runs on 'cpu' or 'cuda'")
     return d
+
+
+def check_options(where: str, given: dict, accepted) -> None:
+    """OptionError naming any keyword in `given` that `where` does not take (not a TypeError from deep inside)."""
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        greedy = " (this engine decodes greedily: no beam search)" if {"beam_size", "best_of", "patience"} & set(
+            unknown) else ""
+        raise OptionError(f"{where}: unknown option(s) {', '.join(unknown)}{greedy}; "
+                          f"it takes {', '.join(sorted(accepted))}")
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -76,6 +91,9 @@ class WhisperModel:
         `audio`: a path, an array, bytes, or a list of them (-> a list of results).
         """
         check_task(task, self.config, self.is_multilingual)
+        check_options("decode", options, [f.name for f in fields(DecodingOptions)])
+        if prompt is not None and not isinstance(prompt, (str, list, tuple)):
+            raise OptionError(f"decode: prompt must be a str, a list of token ids or None, not {type(prompt).__name__}")
         batch = isinstance(audio, (list, tuple))
         items = list(audio) if batch else [audio]
         opts = DecodingOptions(task=task, language=language, temperature=temperature,
@@ -98,16 +116,25 @@ class WhisperModel:
 
     def transcribe(self, audio, **kwargs):
         """See `whisperfast.transcribe`."""
+        takes = [p.name for f in (transcribe_with, make_plan) for p in inspect.signature(f).parameters.values()
+                 if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in ("model", "audio")]
+        check_options("transcribe", kwargs, takes + [f.name for f in fields(DecodingOptions)])
         return transcribe_with(self, audio, **kwargs)
 
 
 def load_model(name_or_path: str | os.PathLike = "tiny.en", device: str | torch.device | None = None,
                dtype: str | torch.dtype | None = None, *, compile: bool | None = None) -> WhisperModel:
     """A Whisper checkpoint by short name ('tiny.en', 'large-v3', ...), hub id, or local directory."""
+    if compile not in (None, True, False):
+        raise OptionError(f"compile={compile!r}: use True, False or None (compile on CUDA only)")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     path = resolve(name_or_path)
     model = load_whisper(path, device=dev, dtype=dt)
     c = model.config
     tokenizer = Tokenizer.from_file(path / "tokenizer.json", c.num_languages if c.multilingual else 0)
+    if tokenizer.timestamp_begin + 1501 != c.n_vocab:  # 1501 timestamps end every Whisper vocabulary
+        raise ModelLoadError(f"{path / 'tokenizer.json'}: its special tokens imply a vocabulary of "
+                             f"{tokenizer.timestamp_begin + 1501} ids but config.json says {c.n_vocab}; "
+                             "the tokenizer belongs to another model (copy the one of this model)")
     return WhisperModel(model, tokenizer, path, compile=compile)

@@ -52,8 +52,14 @@ def optional_str(string: str) -> str | None:
     return None if string == "None" else string
 
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """A usage error is one line on stderr (not the whole usage text) and exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="whisperfast", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = Parser(prog="whisperfast", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 description="Transcribe or translate audio files with Whisper.",
                                 epilog="Every --option_name may also be written --option-name.")
     a = p.add_argument
@@ -131,8 +137,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         for option in WORD_OPTIONS:
             if getattr(args, option):
                 parser.error(f"--{option} requires --word_timestamps True")
-    if args.batch_size < 1:
-        parser.error(f"--batch_size must be at least 1, not {args.batch_size}")
+    for option in ("batch_size", "max_line_width", "max_line_count", "max_words_per_line"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            parser.error(f"--{option} must be at least 1, not {getattr(args, option)}")
+    for option in ("compression_ratio_threshold", "logprob_threshold", "no_speech_threshold"):
+        if getattr(args, option) is not None and getattr(args, option) != getattr(args, option):
+            parser.error(f"--{option} must be a number or None, not nan")
+    if args.threads is not None and args.threads < 0:
+        parser.error(f"--threads must be 0 (torch's default) or a positive number of threads, not {args.threads}")
+    if not re.fullmatch(r"\s*-?\d+\s*(,\s*-?\d+\s*)*", args.suppress_tokens):
+        parser.error(f"--suppress_tokens takes comma-separated token ids such as '-1' or '-1,50257', "
+                     f"not {args.suppress_tokens!r}")
     try:
         args.temperatures = temperatures(args.temperature, args.temperature_increment_on_fallback)
     except OptionError as e:
@@ -142,6 +157,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def temperatures(temperature: float, increment: float | None) -> tuple[float, ...]:
     """whisper's schedule: temperature, temperature + increment, ... up to 1.0 (just it without increment)."""
+    if not 0 <= temperature < float("inf"):
+        raise OptionError(f"--temperature must be a finite number >= 0 (0 = greedy), not {temperature}")
     if increment is None:
         return (temperature,)
     if not increment > 0:

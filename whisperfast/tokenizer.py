@@ -50,6 +50,9 @@ def normalize_language(language: str | None) -> str | None:
     """'English', 'en', '<|en|>' -> 'en'; None stays None. Unknown names raise OptionError."""
     if language is None:
         return None
+    if not isinstance(language, str):
+        raise OptionError(f"language must be a code or name such as 'en' or 'german' (a str) or None, "
+                          f"not {language!r}")
     code = language.strip().lower().removeprefix("<|").removesuffix("|>")
     code = TO_LANGUAGE_CODE.get(code, code)
     if code not in LANGUAGES:
