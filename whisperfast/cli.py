@@ -9,9 +9,11 @@ clip_timestamps and hallucination_silence_threshold are not offered (this engine
 
 stdout carries only transcripts: with no --output_dir the text of each file is printed as well as
 written, and with --output_dir - the chosen format is printed; progress and --verbose segment lines go to
-stderr. Files are written atomically as each batch of `--batch_size` files finishes, so an interrupted
-run keeps every finished file's outputs complete. Exit status: 0 done, 1 some files skipped
-(--on_error skip), 2 a usage or input error (`whisperfast: error: ...`), 130 interrupted.
+stderr. Files are written atomically as each batch of `--batch_size` files finishes, and Ctrl-C while a
+file's outputs are being written waits for them, so an interrupted run leaves every finished file with
+all of its outputs complete and no partial or temporary files. Usage errors are one line. Exit status:
+0 done, 1 some files skipped (--on_error skip), 2 a usage or input error (`whisperfast: error: ...`),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -237,6 +241,22 @@ def transcribe_batch(model, paths: list[str], kw: dict) -> list:
         raise
 
 
+@contextlib.contextmanager
+def sigint_deferred():
+    """Hold back Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt; main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     check_inputs(args)
     model = load(args)
@@ -262,7 +282,8 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
             else:
                 try:
-                    write(result, path, writer_options)
+                    with sigint_deferred():  # a file's outputs appear all together, or (on Ctrl-C before) none
+                        write(result, path, writer_options)
                 except OSError as e:
                     raise OptionError(f"cannot write the outputs of {path} into {args.output_dir!r}: {e}") from None
                 if args.print_text:
