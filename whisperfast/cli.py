@@ -5,7 +5,8 @@ moves over by changing the program name. Beyond `whisper`: `--dtype`, `--batch_s
 `--without_timestamps`, `--on_error`, `--stdout` (same as `--output_dir -`: print one format instead of
 writing files), every `--option_name` may be spelled `--option-name`, and a True/False option given
 with no value means True. The default model is tiny.en; whisper's beam search, best_of,
-clip_timestamps and hallucination_silence_threshold are not offered (this engine decodes greedily).
+and clip_timestamps are not offered (this engine decodes greedily); `--repetition_guard N` stops a
+window whose last N tokens loop one n-gram.
 
 stdout carries only transcripts: with no --output_dir the text of each file is printed as well as
 written, and with --output_dir - the chosen format is printed; progress and --verbose segment lines go to
@@ -33,8 +34,7 @@ from .errors import AudioError, OptionError, WhisperfastError
 from .writers import FORMATS, WRITERS, get_writer
 
 WORD_OPTIONS = ("highlight_words", "max_line_count", "max_line_width", "max_words_per_line")
-UNSUPPORTED_WHISPER_OPTIONS = ("best_of", "beam_size", "patience", "length_penalty", "clip_timestamps",
-                               "hallucination_silence_threshold")
+UNSUPPORTED_WHISPER_OPTIONS = ("best_of", "beam_size", "patience", "length_penalty", "clip_timestamps")
 
 
 def str2bool(string: str) -> bool:
@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--batch_size", type=int, default=1, help="files decoded together; outputs are written as each batch finishes")
     a("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the decode step (default: on cuda)")
     a("--without_timestamps", type=str2bool, default=False, help="decode without timestamp tokens (one segment per 30 s window)")
+    a("--hallucination_silence_threshold", type=optional_float, default=None, help="(requires --word_timestamps True) skip silent periods longer than this threshold (in seconds) when a possible hallucination is detected")
+    a("--repetition_guard", type=optional_int, default=None, help="stop a window whose last N tokens loop one n-gram (N >= 8; off by default)")
     a("--on_error", choices=["raise", "skip"], default="raise", help="on a file that cannot be read: stop (raise), or report it and go on (skip)")
     # fmt: on
     return p
@@ -184,7 +186,10 @@ def transcribe_options(args: argparse.Namespace) -> dict:
               verbose=args.verbose)
     if args.word_timestamps:
         kw.update(word_timestamps=True, prepend_punctuations=args.prepend_punctuations,
-                  append_punctuations=args.append_punctuations)
+                  append_punctuations=args.append_punctuations,
+                  hallucination_silence_threshold=args.hallucination_silence_threshold)
+    if args.repetition_guard is not None:
+        kw["repetition_guard"] = args.repetition_guard
     if args.suppress_tokens != "-1":
         kw["suppress_tokens"] = args.suppress_tokens
     return kw

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, load_audio
+from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from .decode.language import detect_language
 from .decode.options import DecodingOptions, DecodingResult, check_task, check_temperature
 from .decode.window import decode_windows
 from .errors import OptionError, WhisperfastError
-from .features import long_form_features, pad_features
+from .features import long_form_features_from_file, pad_features
 from .results import Segment, TranscriptionResult
 from .words import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, WordOptions, WordWindow, time_windows
 
@@ -189,11 +189,10 @@ class Plan:
 
 def open_stream(model, index: int, source, plan: Plan) -> Stream:
     name = source if isinstance(source, str) else getattr(source, "name", None)
-    audio = load_audio(source)
-    mel = long_form_features(audio, model.config.n_mels)
+    feats = long_form_features_from_file(source, model.config.n_mels)  # streamed: bounded memory
     prompt = model.tokenizer.encode(" " + plan.initial_prompt.strip()) if plan.initial_prompt else []
-    return Stream(index=index, source=str(name) if name else None, mel=mel, initial_prompt=prompt,
-                  language=plan.options.language, level=frame_levels(audio))
+    return Stream(index=index, source=str(name) if name else None, mel=feats.mel, initial_prompt=prompt,
+                  language=plan.options.language, level=feats.level)
 
 
 def detect_languages(model, streams: list[Stream]) -> None:
@@ -313,6 +312,8 @@ def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2,
         raise OptionError(f"batch_size must be a positive int, not {batch_size!r}")
     if on_error not in ("raise", "skip"):
         raise OptionError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    if initial_prompt is not None and not isinstance(initial_prompt, str):
+        raise OptionError(f"initial_prompt must be a string or None, not {type(initial_prompt).__name__}")
     if strategy not in STRATEGIES:
         raise OptionError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
     for name, v in (("compression_ratio_threshold", compression_ratio_threshold),
