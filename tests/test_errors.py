@@ -76,3 +76,12 @@ def test_bad_device_and_dtype(tiny_en_dir):
         whisperfast.load_model(tiny_en_dir, device="tpu:7")
     with pytest.raises(OptionError, match="dtype"):
         whisperfast.load_model(tiny_en_dir, device="cpu", dtype="int3")
+
+
+def test_bad_suppress_tokens(tiny_en):
+    with pytest.raises(OptionError, match="suppress_tokens"):
+        tiny_en.decode(clip("LDC93S1.wav"), suppress_tokens="x,y")
+    with pytest.raises(OptionError, match="outside this vocabulary"):
+        tiny_en.decode(clip("LDC93S1.wav"), suppress_tokens=[10**9])
+    r = tiny_en.decode(clip("LDC93S1.wav"), suppress_tokens="-1, 13", without_timestamps=True)
+    assert 13 not in r.tokens and r.text  # '.' (id 13) suppressed, text still decoded

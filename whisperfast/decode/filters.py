@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import OptionError
 from ..model.config import ModelConfig
+from .options import parse_suppress
 from ..tokenizer import Tokenizer
 
 NEG_INF = float("-inf")
@@ -17,17 +19,15 @@ NEG_INF = float("-inf")
 
 def suppressed_ids(tok: Tokenizer, config: ModelConfig, suppress_tokens) -> list[int]:
     """The ids masked at every step: the requested list ('-1' = the checkpoint's / non-speech) + specials."""
-    if suppress_tokens is None or suppress_tokens == "":
-        ids: set[int] = set()
-    elif isinstance(suppress_tokens, str):
-        ids = {int(t) for t in suppress_tokens.split(",")}
-    else:
-        ids = {int(t) for t in suppress_tokens}
+    ids = set(parse_suppress(suppress_tokens))
+    bad = sorted(i for i in ids if i != -1 and not 0 <= i < config.n_vocab)
+    if bad:
+        raise OptionError(f"suppress_tokens {bad} are outside this vocabulary (0 .. {config.n_vocab - 1})")
     if -1 in ids:
         ids.discard(-1)
         ids |= set(config.suppress_tokens) if config.suppress_tokens else set(tok.non_speech_tokens)
     ids |= set(tok.special_suppress)
-    return sorted(i for i in ids if 0 <= i < config.n_vocab)
+    return sorted(ids)
 
 
 def additive_mask(ids: list[int], n_vocab: int, device) -> Tensor:  # -> [V] float32: 0 or -inf

@@ -18,7 +18,6 @@ class DecodingOptions:
     temperature: float = 0.0               # 0: greedy; > 0: sampling
     sample_len: int | None = None          # max new tokens per window; None: n_text_ctx // 2 (224)
     without_timestamps: bool = False
-    max_initial_timestamp: float | None = 1.0
     suppress_tokens: str | tuple | None = "-1"  # "-1": the checkpoint's list (non-speech symbols)
     suppress_blank: bool = True
     repetition_guard: int | None = None    # stop a window whose last N tokens loop one n-gram (N >= 8)
@@ -28,6 +27,7 @@ class DecodingOptions:
             raise OptionError(f"task must be one of {TASKS}, not {self.task!r}")
         object.__setattr__(self, "language", normalize_language(self.language))
         check_temperature(self.temperature)
+        object.__setattr__(self, "suppress_tokens", parse_suppress(self.suppress_tokens))
         if self.repetition_guard is not None and not (
                 isinstance(self.repetition_guard, int) and self.repetition_guard >= 8):
             raise OptionError(f"repetition_guard must be None or an int >= 8, not {self.repetition_guard!r}")
@@ -46,6 +46,18 @@ def check_task(task: str, config, multilingual: bool) -> None:
         warnings.warn("this checkpoint has large-v3-turbo's shape (4 decoder layers, 128 mel bins), which was not "
                       "trained to translate: expect a transcription or a poor translation; use large-v3 or medium",
                       stacklevel=3)
+
+
+def parse_suppress(value) -> tuple[int, ...]:
+    """'-1' / '1,2,-1' / [1, 2] / None -> a tuple of ids (-1 = the checkpoint's non-speech list)."""
+    if value is None or value == "":
+        return ()
+    try:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(int(str(t).strip()) for t in items)
+    except (TypeError, ValueError):
+        raise OptionError(f"suppress_tokens must be '-1', comma-separated token ids, or a list of ids; "
+                          f"got {value!r}") from None
 
 
 def check_temperature(t) -> float:
