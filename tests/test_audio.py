@@ -14,8 +14,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from whisperfast.audio import (N_SAMPLES, SAMPLE_RATE, _design, _kernel, _Resampler, load_audio, pad_or_trim,
-                               resample)
+from whisperfast.audio import N_SAMPLES, SAMPLE_RATE, load_audio, pad_or_trim
+from whisperfast.resample import _design, _kernel, _Resampler, resample
 from whisperfast.errors import AudioError, OptionError
 
 DATA = Path(__file__).parent / "data"

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import whisperfast.audio as audio
-from whisperfast.audio import N_SAMPLES, SAMPLE_RATE, _design, _kernel, load_audio, open_audio, resample
+from whisperfast.audio import N_SAMPLES, SAMPLE_RATE, load_audio, open_audio
+from whisperfast.resample import _design, _kernel, resample
 from whisperfast.errors import AudioError
 from whisperfast.features import _MelStream, long_form_features, long_form_features_from_file
 
