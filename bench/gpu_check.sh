@@ -11,4 +11,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 timeout 300 python3 -m pytest -q -x -m cuda tests/test_cuda.py 2>&1 | tee "$OUT/cuda_tests.log"
 timeout "${BENCH_TIMEOUT:-420}" python3 bench/gpu_throughput.py --configs .gpu/configs --out "$OUT/throughput.json" \
-    ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
+    ${BENCH_ARGS:---shapes tiny large-v3 --engines whisperfast transformers-static} 2>&1 | tee "$OUT/bench.log"
+# the full table (turbo, distil, transformers dynamic) needs a second call:
+#   BENCH_ARGS="--shapes large-v3-turbo distil-large-v3" bash bench/gpu_check.sh
