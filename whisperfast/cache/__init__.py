@@ -26,14 +26,6 @@ class StaticKVCache(nn.Module):
         for t in self.buffers():  # fixed addresses: CUDA graphs may replay in-place writes to them
             torch._dynamo.mark_static_address(t)
 
-    @property
-    def batch(self) -> int:
-        return self.self_k.shape[1]
-
-    @property
-    def n_ctx(self) -> int:
-        return self.self_k.shape[3]
-
     def self_mask(self, cache_position: Tensor) -> Tensor:  # [T] -> [B, 1, T, n_ctx] bool
         """Causal over slots, blind to each row's left padding (a padding query sees only itself)."""
         j, t = self.slots[None, None, :], cache_position[None, :, None]
