@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
@@ -18,6 +19,17 @@ class Whisper(nn.Module):
 
     def forward(self, mel: Tensor) -> Tensor:  # [B, n_mels, 3000] -> [B, 1500, d]
         return self.encoder(mel)
+
+    @torch.no_grad()
+    def column_major_decoder(self) -> None:
+        """Store the decoder's matrices transposed in memory (same values, same shapes).
+
+        A decode step multiplies one row per sequence by each matrix; on CPU, MKL reads an [in, out]
+        (column-major) matrix about twice as fast as an [out, in] one for that: tiny's vocabulary
+        projection takes 4 ms instead of 8.5 ms. The embedding lookup reads the same storage."""
+        for m in self.decoder.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)) and m is not self.decoder.embed_positions:
+                m.weight = nn.Parameter(m.weight.t().contiguous().t(), requires_grad=False)
 
     @property
     def dtype(self):
