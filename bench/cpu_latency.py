@@ -17,14 +17,17 @@ import time
 import torch
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    out = fn()  # warm-up
-    times = []
+def interleaved(engines: dict, repeats: int) -> dict:
+    """Median seconds and last output per engine; one warm-up each, then the engines take turns so that
+    a slow spell of a shared machine hits all of them alike."""
+    outs = {name: fn() for name, fn in engines.items()}
+    times: dict[str, list[float]] = {name: [] for name in engines}
     for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+        for name, fn in engines.items():
+            t = time.perf_counter()
+            outs[name] = fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: (statistics.median(times[name]), outs[name]) for name in engines}
 
 
 def main() -> None:
@@ -41,9 +44,9 @@ def main() -> None:
 
     ckpt = packaged_model("tiny.en")
     audio = load_audio(args.audio)
-    results = {}
+    engines = {}
     model = whisperfast.load_model(ckpt, device="cpu", dtype="float32")
-    results["whisperfast"] = timed(lambda: model.transcribe(args.audio).text, args.repeats)
+    engines["whisperfast"] = lambda: model.transcribe(args.audio).text
 
     try:
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
@@ -56,7 +59,7 @@ def main() -> None:
             with torch.no_grad():
                 ids = hf.generate(feats, return_timestamps=True)
             return proc.batch_decode(ids, skip_special_tokens=True)[0]
-        results["transformers"] = timed(run_hf, args.repeats)
+        engines["transformers"] = run_hf
     except ImportError:
         print("transformers not installed: skipped")
 
@@ -70,11 +73,12 @@ def main() -> None:
         def run_fw():
             segs, _ = fw.transcribe(audio, beam_size=1, language="en")
             return "".join(s.text for s in segs)
-        results["faster-whisper"] = timed(run_fw, args.repeats)
+        engines["faster-whisper"] = run_fw
     except ImportError:
         print("faster-whisper not installed: skipped")
 
-    print(f"{args.audio}, {args.threads} threads, median of {args.repeats}:")
+    results = interleaved(engines, args.repeats)
+    print(f"{args.audio}, {args.threads} threads, median of {args.repeats} (engines interleaved):")
     base = results["whisperfast"][0]
     for name, (t, text) in results.items():
         print(f"  {name:15s} {t * 1e3:8.1f} ms   whisperfast is {t / base:5.2f}x faster   {str(text)[:60]!r}")

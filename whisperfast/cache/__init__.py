@@ -26,8 +26,10 @@ class StaticKVCache(nn.Module):
         for t in self.buffers():  # fixed addresses: CUDA graphs may replay in-place writes to them
             torch._dynamo.mark_static_address(t)
 
-    def self_mask(self, cache_position: Tensor) -> Tensor:  # [T] -> [B, 1, T, n_ctx] bool
-        """Causal over slots, blind to each row's left padding (a padding query sees only itself)."""
+    def self_mask(self, cache_position: Tensor) -> Tensor:  # [T] -> [B, 1, T, n_ctx] additive, cache dtype
+        """Causal over slots, blind to each row's left padding (a padding query sees only itself).
+        Additive (0 / -inf), built once per step: a bool mask would be converted by every layer's SDPA."""
         j, t = self.slots[None, None, :], cache_position[None, :, None]
         real = j >= self.offset[:, None, None]
-        return ((j <= t) & (real | (j == t)))[:, None]
+        seen = ((j <= t) & (real | (j == t)))[:, None]
+        return torch.where(seen, 0.0, float("-inf")).to(self.self_k.dtype)

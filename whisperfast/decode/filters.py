@@ -49,21 +49,24 @@ def timestamp_rules(logits: Tensor, step: Tensor, last: Tensor, prev: Tensor, ma
 
     step: [] sampled so far; last/prev: [B] the last two sampled ids (valid when step >= 1 / 2);
     max_ts: [B] the last timestamp id sampled (ts_begin - 1 if none; timestamps never decrease).
+
+    Ids are ordered text [0, eot) < specials [eot, ts_begin) < timestamps [ts_begin, V), so each row's
+    banned set is three id ranges plus <|notimestamps|>: [0, text_end) ∪ [ts_begin, ts_end) ∪ [late, V).
     """
-    is_ts = (vocab >= ts_begin)[None]                       # [1, V]
-    text = (vocab < ts_begin)[None]
-    last_ts = (step >= 1) & (last >= ts_begin)              # [B]
+    V = logits.shape[-1]
+    first = step == 0
+    last_ts = (step >= 1) & (last >= ts_begin)                   # [B]
     pen_ts = (step < 2) | (prev >= ts_begin)
-    m = (vocab == no_ts)[None]
-    m = m | ((last_ts & pen_ts)[:, None] & is_ts)           # a pair just closed: text (or EOT) next
-    m = m | ((last_ts & ~pen_ts)[:, None] & (vocab < eot)[None])  # a lone timestamp: no text next
-    lower = torch.where(last_ts & ~pen_ts, max_ts, max_ts + 1)    # non-decreasing, non-zero length
-    m = m | (is_ts & (vocab[None] < lower[:, None]))
-    first = (step == 0) & (text | (vocab > ts_begin + max_initial)[None])
-    m = (m | first) & ts_on[:, None]
-    logits = logits.masked_fill(m, NEG_INF)
+    # text (and EOT) banned at the first step; text after a lone timestamp (its pair must close)
+    text_end = torch.where(first, ts_begin, torch.where(last_ts & ~pen_ts, eot, 0))
+    # timestamps: none right after a pair; otherwise non-decreasing, with a non-zero length after a pair
+    ts_end = torch.where(last_ts & pen_ts, V, torch.where(last_ts & ~pen_ts, max_ts, max_ts + 1))
+    late = torch.where(first, ts_begin + max_initial + 1, V)     # the first timestamp is <= max_initial
+    v = vocab[None]
+    m = (v < text_end[:, None]) | ((v >= ts_begin) & (v < ts_end[:, None])) | (v >= late) | (v == no_ts)
+    logits = logits.masked_fill(m & ts_on[:, None], NEG_INF)
     logprobs = torch.log_softmax(logits, dim=-1)
-    ts_mass = logprobs[:, ts_begin:].logsumexp(dim=-1)      # [B]
-    text_max = logprobs[:, :ts_begin].max(dim=-1).values
+    ts_mass = logprobs[:, ts_begin:].logsumexp(dim=-1)            # [B]
+    text_max = logprobs[:, :ts_begin].amax(dim=-1)
     force = (ts_mass > text_max) & ts_on
-    return logits.masked_fill(force[:, None] & text, NEG_INF)
+    return logits.masked_fill(force[:, None] & (v < ts_begin), NEG_INF)

@@ -53,7 +53,7 @@ class ModelConfig:
                 suppress_tokens=tuple(g.get("suppress_tokens", config.get("suppress_tokens")) or ()),
                 begin_suppress_tokens=tuple(
                     g.get("begin_suppress_tokens", config.get("begin_suppress_tokens")) or ()),
-                max_initial_timestamp_index=g.get("max_initial_timestamp_index") or 50,
+                max_initial_timestamp_index=int(first_not_none(g.get("max_initial_timestamp_index"), 50)),
             )
         except KeyError as e:
             raise ModelLoadError(f"config.json lacks the key {e.args[0]!r} that a Whisper config has") from None
@@ -65,3 +65,7 @@ class ModelConfig:
     @property
     def num_languages(self) -> int:
         return self.n_vocab - 51765 - int(self.multilingual)
+
+
+def first_not_none(*values):
+    return next(v for v in values if v is not None)
