@@ -319,6 +319,27 @@ def test_word_timestamps_options(tiny_en):
     assert all(s.words is None and "words" not in s.to_dict() for s in r.segments)
 
 
+def test_alignment_heads_outside_the_model_fall_back_to_the_default(tiny_en_dir, tmp_path):
+    """A generation_config whose alignment heads name layers/heads this decoder lacks (e.g. copied from a
+    larger model) gives the same words as one that names none (every head of the last half of layers)."""
+    import shutil
+
+    import whisperfast
+
+    def words(heads):
+        d = tmp_path / str(len(heads))
+        shutil.copytree(tiny_en_dir, d)
+        g = json.loads((d / "generation_config.json").read_text())
+        g["alignment_heads"] = heads
+        (d / "generation_config.json").write_text(json.dumps(g))
+        r = whisperfast.load_model(d, device="cpu").transcribe(clip("jfk.flac"), word_timestamps=True)
+        return [(w.word, w.start, w.end) for s in r.segments for w in s.words]
+
+    default, bad = words([]), words([[7, 0], [3, 11], [-1, 0]])
+    assert len(default) == 22 and bad == default
+    assert words([[3, 0], [3, 1]]) != default  # the heads do matter: the test can tell them apart
+
+
 @pytest.mark.slow
 @needs_openai
 def test_reference_file_is_openai_whisper(tiny_en_dir, tmp_path):

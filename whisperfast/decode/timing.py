@@ -69,7 +69,8 @@ def alignment_weights(engine: Engine, sess: Session, seqs: list[list[int] | None
     [T, V] of its sequence, from one batched forward against the rows' cached cross k/v."""
     dec, cfg, dev = engine.model.decoder, engine.model.config, engine.device
     L, H = len(dec.layers), cfg.n_text_head  # default: every head of the last half of the layers
-    heads = sorted(cfg.alignment_heads) or [(layer, h) for layer in range(L // 2, L) for h in range(H)]
+    heads = sorted((layer, h) for layer, h in cfg.alignment_heads if 0 <= layer < L and 0 <= h < H)
+    heads = heads or [(layer, h) for layer in range(L // 2, L) for h in range(H)]  # none given, or none valid
     B = sess.batch
     filled = [s if s else [engine.tok.eot] for s in seqs] + [[engine.tok.eot]] * (B - len(seqs))
     P = max(prompt_bucket(n := max(len(s) for s in filled)), n)  # > 256 tokens only with sample_len > 224
