@@ -283,9 +283,8 @@ def timed_splits(model, plan: Plan, streams: list[Stream], results: list[Decodin
             rows.append((s, WordWindow(row=row, segments=parts, tokens=r.tokens, seek=s.seek, size=size,
                                        next_seek=s.seek + advance, content_frames=s.content_frames,
                                        language=r.language or "en", last_speech=s.last_speech)))
-    engine = model.engine  # decode_windows' session: its rows :len(streams) still hold the windows' cross k/v
-    sess = engine.session(max(len(streams), plan.batch_size), plan.options.sample_len or engine.sample_len)
-    time_windows(engine, sess, [w for _, w in rows], plan.options.task, plan.words)
+    engine = model.engine  # decode_windows encoded last: rows :len(streams) of that session hold the cross k/v
+    time_windows(engine, engine.encoded, [w for _, w in rows], plan.options.task, plan.words)
     timed = {}
     for s, w in rows:
         s.last_speech = w.last_speech

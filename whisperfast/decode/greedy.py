@@ -52,6 +52,7 @@ class Engine:
         self.compile = (self.device.type == "cuda") if compile is None else bool(compile)
         self.sample_len = model.config.n_text_ctx // 2  # openai-whisper's cap on new tokens per window
         self.sessions: dict[tuple[int, int], Session] = {}
+        self.encoded: Session | None = None  # the session whose cross k/v hold the last encoded windows
         self._masks: dict[tuple, tuple[Tensor, Tensor]] = {}
         self._encode = self._encode_eager
         if self.compile and self.device.type == "cuda":
@@ -83,6 +84,7 @@ class Engine:
         if self.compile and mel.shape[0] < sess.batch:  # compiled shapes are per bucket: pad the batch
             mel = torch.cat([mel, mel.new_zeros(sess.batch - mel.shape[0], *mel.shape[1:])])
         self._encode(mel, sess)
+        self.encoded = sess
 
     @torch.no_grad()
     def run(self, mel: Tensor | None, rows: list[Row | None], *, sample_len: int, suppress_tokens="-1",
