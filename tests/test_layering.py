@@ -8,7 +8,8 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "whisperfast"
 ORDER = ["errors", "resample", "audio", "features", "tokenizer", "cache", "model", "decode", "results", "words",
-         ("transcribe", "chunked"),  # one layer: the two long-form strategies share the plan and results
+         "plan", ("transcribe", "chunked"),  # one layer: the two long-form strategies
+         "longform",
          "api", "writers", "cli", "__init__", "__main__"]
 FORBIDDEN = {"transformers", "whisper", "faster_whisper", "ctranslate2", "weights_tools"}
 

@@ -148,6 +148,8 @@ def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_model, 
 
     from whisperfast.decode.options import DecodingOptions
 
+    from whisperfast.plan import Thresholds
+
     T = importlib.import_module("whisperfast.transcribe")  # the package's `transcribe` function hides the module
 
     audio = audios["ru"]
@@ -162,7 +164,7 @@ def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_model, 
     assert r0.avg_logprob == pytest.approx(ref0.avg_logprob, abs=2e-4) and r0.avg_logprob < -1.0
     assert r0.compression_ratio == ref0.compression_ratio
     assert r0.no_speech_prob == pytest.approx(ref0.no_speech_prob, abs=2e-4)
-    assert T.Thresholds().needs_fallback(r0)
+    assert Thresholds().needs_fallback(r0)
 
     seen, real = [], T.decode_windows
 
@@ -179,7 +181,7 @@ def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_model, 
     assert all(s.avg_logprob == r.avg_logprob and s.compression_ratio == r.compression_ratio
                for s in result.segments)
     if r.temperature < TEMPERATURES[-1]:  # accepted before the last temperature: it passed the thresholds
-        assert not T.Thresholds().needs_fallback(r)
+        assert not Thresholds().needs_fallback(r)
 
     text = tiny_en.tokenizer.decode(r.tokens).strip()
     assert text == r.text

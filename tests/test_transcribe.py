@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import clip
+from whisperfast.features import frame_levels
+from whisperfast.longform import _ts
 
 T = importlib.import_module("whisperfast.transcribe")  # the package's `transcribe` function hides the module
 SR = 16000
@@ -79,7 +81,7 @@ def test_silence_gives_no_text(tiny_en, monkeypatch, strategy):
         r = tiny_en.transcribe(audio, strategy=strategy, batch_size=2)
         assert r.text == "" and r.segments == [] and r.duration == pytest.approx(30.0)
     assert calls == []  # the silence gate skipped every window without decoding it
-    assert float(T.frame_levels(noise(-60.0)).max()) < -55.0
+    assert float(frame_levels(noise(-60.0)).max()) < -55.0
 
 
 def test_frame_levels():
@@ -89,8 +91,8 @@ def test_frame_levels():
         x = noise(-20.0, n / SR)
         frames = torch.nn.functional.pad(torch.from_numpy(x).double(), (0, -n % 160)).view(-1, 160)
         ref = 10 * torch.log10(frames.square().mean(dim=-1))
-        assert torch.allclose(T.frame_levels(x).double(), ref, atol=1e-4)
-    assert T.frame_levels(np.zeros(480, np.float32)).tolist() == [-200.0] * 3
+        assert torch.allclose(frame_levels(x).double(), ref, atol=1e-4)
+    assert frame_levels(np.zeros(480, np.float32)).tolist() == [-200.0] * 3
 
 
 def test_silence_gate_can_be_disabled(tiny_en, monkeypatch):
@@ -108,8 +110,8 @@ def test_progress_bar_on_stderr_only_when_verbose(tiny_en, capsys):
     r = tiny_en.transcribe(clip("jfk.flac"), temperature=0.0, verbose=True)
     out, err = capsys.readouterr()
     assert "11.0/11.0 audio s" in err and "100%" in err and "whisperfast" in err
-    assert out.splitlines() == [f"[{T._ts(s.start)} --> {T._ts(s.end)}] {s.text}" for s in r.segments]
-    assert (T._ts(9.32), T._ts(59.9996), T._ts(3600.5)) == ("00:09.320", "01:00.000", "01:00:00.500")  # as openai's
+    assert out.splitlines() == [f"[{_ts(s.start)} --> {_ts(s.end)}] {s.text}" for s in r.segments]
+    assert (_ts(9.32), _ts(59.9996), _ts(3600.5)) == ("00:09.320", "01:00.000", "01:00:00.500")  # as openai's
 
 
 @pytest.fixture(scope="module")

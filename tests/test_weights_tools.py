@@ -5,8 +5,6 @@ model packages / transformers / openai-whisper are not installed."""
 from __future__ import annotations
 
 import json
-import struct
-from dataclasses import replace
 from pathlib import Path
 
 import pytest

@@ -20,7 +20,8 @@ from .model.hub import resolve
 from .model.load import load_whisper
 from .model.whisper import Whisper
 from .tokenizer import Tokenizer
-from .transcribe import make_plan, transcribe_with
+from .longform import transcribe_with
+from .plan import make_plan
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,

@@ -20,9 +20,9 @@ from .audio import FRAMES_PER_SECOND, N_SAMPLES, SAMPLE_RATE, load_audio
 from .decode.options import DecodingResult
 from .decode.window import decode_windows
 from .errors import WhisperfastError
-from .features import short_form_features
 from .results import Segment, TranscriptionResult
-from .transcribe import TIME_PRECISION, Plan, frame_levels
+from .features import frame_levels, short_form_features
+from .plan import TIME_PRECISION, Plan
 
 STRIDE = N_SAMPLES // 6  # 5 s on each side of a chunk
 

@@ -13,46 +13,22 @@ models hallucinate (" you" on digital silence). `silence_threshold=None` restore
 
 from __future__ import annotations
 
-import sys
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
 from .decode.language import detect_language
-from .decode.options import DecodingOptions, DecodingResult, check_task, check_temperature
+from .decode.options import DecodingResult
 from .decode.window import decode_windows
-from .errors import OptionError, WhisperfastError
+from .errors import WhisperfastError
 from .features import long_form_features_from_file, pad_features
+from .plan import TIME_PRECISION, Plan
 from .results import Segment, TranscriptionResult
-from .words import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, WordOptions, WordWindow, time_windows
+from .words import WordWindow, time_windows
 
-STRATEGIES = ("sequential", "chunked")
-
-TIME_PRECISION = 2 * HOP_LENGTH / SAMPLE_RATE  # 0.02 s per timestamp token (2 mel frames)
 INPUT_STRIDE = 2
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    compression_ratio: float | None = 2.4
-    logprob: float | None = -1.0
-    no_speech: float | None = 0.6
-
-    def needs_fallback(self, r: DecodingResult) -> bool:
-        bad = (self.compression_ratio is not None and r.compression_ratio > self.compression_ratio) or (
-            self.logprob is not None and r.avg_logprob < self.logprob)
-        silence = (self.no_speech is not None and r.no_speech_prob > self.no_speech
-                   and self.logprob is not None and r.avg_logprob < self.logprob)
-        return bad and not silence
-
-    def should_skip(self, r: DecodingResult) -> bool:
-        if self.no_speech is None:
-            return False
-        return r.no_speech_prob > self.no_speech and not (self.logprob is not None and r.avg_logprob > self.logprob)
 
 
 @dataclass
@@ -103,17 +79,6 @@ class Stream:
         return self.initial_prompt + self.tokens[start:][-remaining:]
 
 
-def frame_levels(audio: np.ndarray) -> torch.Tensor:  # [n] samples -> [ceil(n / 160)] dBFS
-    """Level of each 10 ms frame (one mel frame): 10 log10(mean square), full scale = 1.0; -200 for zeros.
-    A reduction over a view of the samples: no copy of the audio (a 20-minute file is 77 MB)."""
-    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    n = len(x) // HOP_LENGTH * HOP_LENGTH
-    power = torch.linalg.vector_norm(x[:n].view(-1, HOP_LENGTH), dim=-1).square() / HOP_LENGTH  # [n // 160]
-    if n < len(x):  # the last, partial frame, zero-padded
-        power = torch.cat([power, x[n:].square().sum().reshape(1) / HOP_LENGTH])
-    return 10 * torch.log10(power.clamp(min=1e-20))
-
-
 def split_segments(tok, r: DecodingResult, seek: int, size: int) -> tuple[list[dict], int]:
     """A window's tokens -> segment dicts (start, end, tokens) and the number of frames to advance."""
     tokens, tb = r.tokens, tok.timestamp_begin
@@ -161,30 +126,6 @@ def accept(stream: Stream, tok, r: DecodingResult, size: int, condition: bool,
     if not condition or r.temperature > 0.5:
         stream.prompt_reset_since = len(stream.tokens)
     return new
-
-
-def temperatures_of(temperature) -> tuple[float, ...]:
-    temps = tuple(temperature) if isinstance(temperature, (list, tuple)) else (temperature,)
-    if not temps:
-        raise OptionError("temperature must be a number or a non-empty sequence of numbers")
-    return tuple(check_temperature(t) for t in temps)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything the seek loop needs besides the model and the audio."""
-
-    options: DecodingOptions
-    temperatures: tuple[float, ...]
-    thresholds: Thresholds
-    condition: bool = True
-    initial_prompt: str | None = None
-    carry_initial_prompt: bool = False
-    batch_size: int = 1
-    on_error: str = "raise"
-    silence_threshold: float | None = -50.0
-    strategy: str = "sequential"
-    words: WordOptions | None = None  # word timestamps (None: off)
 
 
 def open_stream(model, index: int, source, plan: Plan) -> Stream:
@@ -298,103 +239,3 @@ def result_of(model, s: Stream) -> TranscriptionResult:
     return TranscriptionResult(text=text, language=s.language or "", segments=s.segments,
                                language_probs=s.language_probs, duration=s.content_frames / FRAMES_PER_SECOND,
                                source=s.source, error=getattr(s, "error", None))
-
-
-def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
-              compression_ratio_threshold=2.4, logprob_threshold=-1.0, no_speech_threshold=0.6,
-              condition_on_previous_text=True, initial_prompt=None, carry_initial_prompt=False,
-              without_timestamps=False, batch_size=1, on_error="raise", silence_threshold=-50.0,
-              strategy="sequential", word_timestamps=False, prepend_punctuations=PREPEND_PUNCTUATIONS,
-              append_punctuations=APPEND_PUNCTUATIONS, hallucination_silence_threshold=None,
-              **decode_options) -> Plan:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise OptionError(f"batch_size must be a positive int, not {batch_size!r}")
-    if on_error not in ("raise", "skip"):
-        raise OptionError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
-    if initial_prompt is not None and not isinstance(initial_prompt, str):
-        raise OptionError(f"initial_prompt must be a string or None, not {type(initial_prompt).__name__}")
-    if strategy not in STRATEGIES:
-        raise OptionError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
-    for name, v in (("compression_ratio_threshold", compression_ratio_threshold),
-                    ("logprob_threshold", logprob_threshold), ("no_speech_threshold", no_speech_threshold),
-                    ("silence_threshold", silence_threshold)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v):
-            raise OptionError(f"{name} must be a number or None, not {v!r}")
-    temps = temperatures_of(temperature)
-    options = DecodingOptions(task=task, language=language, temperature=temps[0],
-                              without_timestamps=without_timestamps, **decode_options)
-    check_task(options.task, model.config, model.tokenizer.multilingual)
-    words = None
-    if word_timestamps:
-        if strategy != "sequential":
-            raise OptionError("word_timestamps=True needs strategy='sequential'")
-        if options.task == "translate":
-            warnings.warn("Word-level timestamps on translations may not be reliable.", stacklevel=3)
-        words = WordOptions(prepend_punctuations, append_punctuations, hallucination_silence_threshold)
-    return Plan(options=options, temperatures=temps,
-                thresholds=Thresholds(compression_ratio_threshold, logprob_threshold, no_speech_threshold),
-                condition=condition_on_previous_text, initial_prompt=initial_prompt,
-                carry_initial_prompt=carry_initial_prompt, batch_size=batch_size, on_error=on_error,
-                silence_threshold=silence_threshold, strategy=strategy, words=words)
-
-
-def transcribe_with(model, audio, *, stream: bool = False, verbose: bool = False, **kwargs):
-    """Transcribe a file/array (-> TranscriptionResult) or a list of them (-> list, same order).
-
-    With `stream=True`, yields Segments as they are decided ((index, Segment) pairs for a list).
-    `verbose=True` prints each segment to stdout and shows a progress bar (audio seconds) on stderr.
-    """
-    many = isinstance(audio, (list, tuple))
-    sources = list(audio) if many else [audio]
-    plan = make_plan(model, **kwargs)
-    gen = _generate(model, sources, plan, verbose)
-    if stream:
-        return _segments(gen, many)
-    results: dict[int, TranscriptionResult] = {}
-    for index, _, result in gen:
-        if result is not None:
-            results[index] = result
-    out = [results[i] for i in range(len(sources))]
-    return out if many else out[0]
-
-
-def events(model, sources, plan: Plan, progress=None) -> Iterator[tuple[int, list[Segment], TranscriptionResult | None]]:
-    """(file index, new segments, its result once the file is done) from the plan's strategy."""
-    if plan.strategy == "chunked":
-        from .chunked import run_chunked  # chunked.py builds on this module
-
-        yield from run_chunked(model, sources, plan, progress)
-        return
-    for s, segs in run_streams(model, sources, plan, progress):
-        yield s.index, segs or [], result_of(model, s) if segs is None else None
-
-
-def _generate(model, sources, plan: Plan, verbose: bool):
-    progress = None
-    if verbose:
-        from tqdm import tqdm
-
-        progress = tqdm(total=0.0, unit="audio s", desc="whisperfast", file=sys.stderr,
-                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} audio s [{elapsed}<{remaining}]")
-    try:
-        for index, segs, result in events(model, sources, plan, progress):
-            if verbose:
-                for seg in segs:
-                    progress.write(f"[{_ts(seg.start)} --> {_ts(seg.end)}] {seg.text}", file=sys.stdout)
-            yield index, segs, result
-    finally:
-        if progress is not None:
-            progress.close()
-
-
-def _segments(gen, many: bool):
-    for index, segs, _ in gen:
-        for seg in segs:
-            yield (index, seg) if many else seg
-
-
-def _ts(t: float) -> str:
-    """openai-whisper's verbose timestamps: [HH:]MM:SS.mmm, hours only when there are any."""
-    h, ms = divmod(round(t * 1000.0), 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    return f"{f'{h:02d}:' if h else ''}{m:02d}:{ms // 1000:02d}.{ms % 1000:03d}"
