@@ -2,7 +2,7 @@
 
 Option names, defaults and output files follow `whisper` (its transcribe.py `cli()`), so a command line
 moves over by changing the program name. Beyond `whisper`: `--dtype`, `--batch_size`, `--compile`,
-`--without_timestamps`, `--on_error`, `--stdout` (same as `--output_dir -`: print one format instead of
+`--without_timestamps`, `--on_error`, `--seed`, `--stdout` (same as `--output_dir -`: print one format instead of
 writing files), every `--option_name` may be spelled `--option-name`, and a True/False option given
 with no value means True. The default model is tiny.en; whisper's beam search, best_of,
 and clip_timestamps are not offered (this engine decodes greedily); `--repetition_guard N` stops a
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--without_timestamps", type=str2bool, default=False, help="decode without timestamp tokens (one segment per 30 s window)")
     a("--hallucination_silence_threshold", type=optional_float, default=None, help="(requires --word_timestamps True) skip silent periods longer than this threshold (in seconds) when a possible hallucination is detected")
     a("--repetition_guard", type=optional_int, default=None, help="stop a window whose last N tokens loop one n-gram (N >= 8; off by default)")
+    a("--seed", type=int, default=0, help="seed of the sampling that temperature fallback uses: the same seed and input give the same output at any --batch_size")
     a("--on_error", choices=["raise", "skip"], default="raise", help="on a file that cannot be read: stop (raise), or report it and go on (skip)")
     # fmt: on
     return p
@@ -189,6 +190,8 @@ def transcribe_options(args: argparse.Namespace) -> dict:
                   hallucination_silence_threshold=args.hallucination_silence_threshold)
     if args.repetition_guard is not None:
         kw["repetition_guard"] = args.repetition_guard
+    if args.seed != 0:
+        kw["seed"] = args.seed
     if args.suppress_tokens != "-1":
         kw["suppress_tokens"] = args.suppress_tokens
     return kw

@@ -6,6 +6,8 @@ timestamp mode, so fallback re-decodes and many files share one fixed batch with
 
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +28,11 @@ class Row:
     sot_index: int            # where <|startoftranscript|> is in `prompt`
     temperature: float = 0.0
     timestamps: bool = True
+    seed: int = 0             # base seed of the sampling noise (the row's own seed also hashes its prompt)
+
+    def noise_seed(self) -> int:
+        """32 bits from (seed, temperature, prompt): what the row decodes, not where it sits in the batch."""
+        return zlib.crc32(struct.pack(f"<qd{len(self.prompt)}q", self.seed, self.temperature, *self.prompt))
 
 
 @dataclass
@@ -132,6 +139,7 @@ class Engine:
         sess.suppress.copy_(suppress)
         sess.begin.copy_(begin)
         sess.temperature.copy_(torch.tensor([r.temperature for r in rows]))
+        sess.seed.copy_(torch.tensor([r.noise_seed() for r in rows]))
         sess.ts_on.copy_(torch.tensor([r.timestamps for r in rows]))
         sess.cap.copy_(torch.tensor([min(sess.sample_len, n_ctx + 1 - len(r.prompt)) if a else 1
                                      for r, a in zip(rows, active)]))

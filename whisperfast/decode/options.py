@@ -21,6 +21,7 @@ class DecodingOptions:
     suppress_tokens: str | tuple | None = "-1"  # "-1": the checkpoint's list (non-speech symbols)
     suppress_blank: bool = True
     repetition_guard: int | None = None    # stop a window whose last N tokens loop one n-gram (N >= 8)
+    seed: int = 0                          # sampling (temperature > 0) is a function of the seed and the input
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -31,6 +32,8 @@ class DecodingOptions:
         if self.repetition_guard is not None and not (
                 isinstance(self.repetition_guard, int) and self.repetition_guard >= 8):
             raise OptionError(f"repetition_guard must be None or an int >= 8, not {self.repetition_guard!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 63:
+            raise OptionError(f"seed must be an int in [0, 2**63), not {self.seed!r}")
         if self.sample_len is not None and not (isinstance(self.sample_len, int) and self.sample_len > 0):
             raise OptionError(f"sample_len must be a positive int, not {self.sample_len!r}")
 

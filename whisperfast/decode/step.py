@@ -18,6 +18,7 @@ from ..tokenizer import Tokenizer
 from .filters import timestamp_rules
 
 PROMPT_CAPACITY = 256  # slots for the (left-padded) prompt: <|startofprev|> + 223 tokens + sot sequence
+M32 = 0xFFFFFFFF
 
 
 class Session(nn.Module):
@@ -44,11 +45,13 @@ class Session(nn.Module):
         buf("ts_on", batch, dtype=torch.bool)
         buf("sum_logprob", batch, dtype=torch.float32)
         buf("temperature", batch, dtype=torch.float32)
+        buf("seed", batch)                            # [B] 32-bit seed of each row's sampling noise
         buf("step", dtype=torch.long)                 # [] tokens sampled so far
         buf("pos", 1)                                 # [1] cache slot of the token fed next
         buf("suppress", V, dtype=torch.float32)       # additive masks: 0 or -inf
         buf("begin", V, dtype=torch.float32)
         self.register_buffer("vocab", torch.arange(V, device=device), persistent=False)
+        self.register_buffer("vocab_key", mulmod32(self.vocab, 0x9E3779B9), persistent=False)
         for t in self.buffers():
             torch._dynamo.mark_static_address(t)
 
@@ -66,12 +69,7 @@ def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
     logits = timestamp_rules(logits, sess.step, sess.hist[:, 1], sess.hist[:, 0], sess.max_ts, sess.ts_on, sess.vocab,
                              eot=sess.eot, no_ts=sess.no_ts, ts_begin=sess.ts_begin, max_initial=sess.max_initial)
     logprobs = torch.log_softmax(logits, dim=-1)
-    t = sess.temperature
-    # sampling without a host sync: argmax(p / E), E ~ Exp(1), is a draw from p (exponential race)
-    tok = logits.argmax(dim=-1)
-    if sample:
-        race = logits / torch.where(t > 0, t, 1.0)[:, None] - torch.empty_like(logits).exponential_().log()
-        tok = torch.where(t > 0, race.argmax(dim=-1), tok)
+    tok = draw(logits, sess.temperature, sess.seed, sess.step, sess.vocab_key) if sample else logits.argmax(dim=-1)
     tok = torch.where(sess.done, sess.eot, tok)                                  # [B]
     lp = logprobs.gather(1, tok[:, None])[:, 0]
     sess.sum_logprob.add_(torch.where(sess.done, 0.0, lp))
@@ -82,6 +80,37 @@ def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
     sess.max_ts.copy_(torch.where(tok >= sess.ts_begin, tok, sess.max_ts))
     sess.done.copy_(sess.done | (tok == sess.eot) | (sess.step + 1 >= sess.cap))
     sess.step.add_(1)
+
+
+def mulmod32(x: Tensor, c: int) -> Tensor:
+    """(x * c) mod 2**32 for x in [0, 2**32) as int64 without overflow (products stay below 2**49)."""
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & M32
+
+
+def mix32(x: Tensor) -> Tensor:
+    """A 32-bit integer hash (Wellons' lowbias32) of x in [0, 2**32)."""
+    x = x ^ (x >> 16)
+    x = mulmod32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = mulmod32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def uniform_noise(seed: Tensor, step: Tensor, vocab_key: Tensor) -> Tensor:  # [B], [], [V] -> [B, V] in (0, 1)
+    """Counter-based noise: a hash of (row seed, step, token id). A row's draws depend on nothing else —
+    not its batch slot, the other rows or an RNG state — so sampling gives the same tokens at any batch
+    size, and a CUDA-graph replay needs no RNG offsets."""
+    row = mix32((seed ^ mulmod32(step + 1, 0x85EBCA6B)) & M32)            # [B]
+    x = mix32(row[:, None] ^ vocab_key[None])                             # [B, V]
+    return ((x >> 8).float() + 0.5) * 2.0 ** -24
+
+
+def draw(logits: Tensor, t: Tensor, seed: Tensor, step: Tensor, vocab_key: Tensor) -> Tensor:  # -> [B]
+    """A sample of softmax(logits / t) per row, without a host sync: argmax(p / E) with E ~ Exp(1) is a
+    draw from p (the exponential race), taken in log space. Rows with t == 0 get an argmax."""
+    E = -torch.log(uniform_noise(seed, step, vocab_key))                  # [B, V]
+    race = (logits / torch.where(t > 0, t, 1.0)[:, None] - torch.log(E)).argmax(dim=-1)
+    return torch.where(t > 0, race, logits.argmax(dim=-1))
 
 
 def decode_one(decoder: Decoder, sess: Session, sample: bool = True) -> None:

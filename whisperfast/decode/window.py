@@ -66,7 +66,7 @@ def decode_windows(engine: Engine, mel: Tensor, options: DecodingOptions, *,
     results: list[DecodingResult | None] = [None] * n
     pending = list(range(n))
     for t in temps:
-        rows = [Row(tuple(heads[i] + sots[i]), len(heads[i]), t, not options.without_timestamps)
+        rows = [Row(tuple(heads[i] + sots[i]), len(heads[i]), t, not options.without_timestamps, options.seed)
                 if i in pending else None for i in range(n)]
         outs = engine.run(None, rows, sample_len=sess.sample_len, suppress_tokens=options.suppress_tokens,
                           suppress_blank=options.suppress_blank, batch=sess.batch,
