@@ -63,3 +63,26 @@ def test_decode_runs_on_random_weights(ckpt):
     r = m.decode(torch.zeros(16000).numpy(), language="en", sample_len=12)
     assert len(r.tokens) <= 12
     assert all(0 <= t < m.config.n_vocab for t in r.tokens)
+
+
+def test_decoder_layout_keeps_names_and_values(tiny_en_dir):
+    """`prepare_decoder` (fused q/k/v, column-major on CPU) changes storage only: the state dict has the
+    checkpoint's names and values, q/k/v are views of the fused matrix, and the fused product equals
+    the three separate ones."""
+    from safetensors.torch import load_file
+
+    from whisperfast.model.load import load_whisper, to_model_keys
+
+    stored = to_model_keys(load_file(str(tiny_en_dir / "model.safetensors")))
+    model = load_whisper(tiny_en_dir, device=torch.device("cpu"), dtype=torch.float32)
+    sd = model.state_dict()
+    assert sorted(sd) == sorted(stored)
+    assert all(torch.equal(sd[k], stored[k].float()) for k in sd)
+    a = model.decoder.layers[1].self_attn
+    assert {p.untyped_storage().data_ptr() for p in (a.q_proj.weight, a.k_proj.weight, a.v_proj.weight)} == {
+        a.qkv_weight.untyped_storage().data_ptr()}
+    assert model.decoder.embed_tokens.weight.stride() == (1, 51864)  # column-major on CPU
+    x = torch.randn(2, 5, 384)
+    fused = a.qkv(x)
+    separate = (a.heads(a.q_proj(x)), *a.kv(x))
+    assert all(torch.allclose(f, s, atol=1e-5) for f, s in zip(fused, separate))

@@ -24,7 +24,7 @@ class DecoderLayer(nn.Module):
     def self_block(self, x: Tensor, cache_position: Tensor, mask: Tensor, k_cache: Tensor,
                    v_cache: Tensor) -> Tensor:
         h = self.self_attn_layer_norm(x)
-        q, (k, v) = self.self_attn.heads(self.self_attn.q_proj(h)), self.self_attn.kv(h)  # [B,H,T,D]
+        q, k, v = self.self_attn.qkv(h)  # [B,H,T,D]
         k_cache.index_copy_(2, cache_position, k)
         v_cache.index_copy_(2, cache_position, v)
         return x + self.self_attn.merge(F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask))

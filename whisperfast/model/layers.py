@@ -38,6 +38,26 @@ class Attention(nn.Module):
     def kv(self, x: Tensor) -> tuple[Tensor, Tensor]:  # [B,S,d] -> 2 x [B,H,S,D]
         return self.heads(self.k_proj(x)), self.heads(self.v_proj(x))
 
+    def qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # [B,T,d] -> 3 x [B,H,T,D]
+        """q, k, v of `x`: one matrix product when `fuse_qkv` ran, else three."""
+        if not hasattr(self, "qkv_weight"):
+            return (self.heads(self.q_proj(x)), *self.kv(x))
+        q, k, v = F.linear(x, self.qkv_weight, self.qkv_bias).chunk(3, dim=-1)  # 3 x [B,T,d]
+        return self.heads(q), self.heads(k), self.heads(v)
+
+    @torch.no_grad()
+    def fuse_qkv(self, column_major: bool = False) -> None:
+        """Stack the q/k/v projections into one [3d, d] matrix (k's missing bias as zeros); the three
+        Linear weights become views of it, so no memory is added and the parameter names stay."""
+        w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])  # [3d, d]
+        w = w.t().contiguous().t() if column_major else w
+        self.register_buffer("qkv_weight", w, persistent=False)
+        self.register_buffer("qkv_bias", torch.cat([self.q_proj.bias, torch.zeros_like(self.q_proj.bias),
+                                                    self.v_proj.bias]), persistent=False)
+        d = w.shape[1]
+        for i, lin in enumerate((self.q_proj, self.k_proj, self.v_proj)):
+            lin.weight = nn.Parameter(w[i * d:(i + 1) * d], requires_grad=False)
+
     def full(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Self-attention over `x` alone (encoder; no cache)."""
         k, v = self.kv(x)

@@ -143,6 +143,5 @@ def load_whisper(ckpt: str | os.PathLike, *, device: torch.device, dtype: torch.
     check_keys(model, sd, files, ckpt / "config.json")
     sd = {k: v.to(device=device, dtype=dtype) for k, v in sd.items()}
     model.load_state_dict(sd, strict=True, assign=True)
-    if device.type == "cpu":
-        model.column_major_decoder()
+    model.prepare_decoder(column_major=device.type == "cpu")
     return model.eval().requires_grad_(False)

@@ -21,15 +21,20 @@ class Whisper(nn.Module):
         return self.encoder(mel)
 
     @torch.no_grad()
-    def column_major_decoder(self) -> None:
-        """Store the decoder's matrices transposed in memory (same values, same shapes).
+    def prepare_decoder(self, column_major: bool) -> None:
+        """Lay the decoder's weights out for decoding (same values, same parameter names and shapes).
 
-        A decode step multiplies one row per sequence by each matrix; on CPU, MKL reads an [in, out]
-        (column-major) matrix about twice as fast as an [out, in] one for that: tiny's vocabulary
-        projection takes 4 ms instead of 8.5 ms. The embedding lookup reads the same storage."""
+        - Self-attention q/k/v become one [3d, d] matrix (the three weights are views of it): one matrix
+          product per layer and step instead of three.
+        - `column_major` (CPU): matrices are stored transposed. A decode step multiplies one row per
+          sequence by each matrix, and MKL reads an [in, out] matrix about twice as fast as an [out, in]
+          one for that: tiny's vocabulary projection takes 4 ms instead of 8.5 ms. The embedding lookup
+          reads the same storage."""
         for m in self.decoder.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)) and m is not self.decoder.embed_positions:
+            if column_major and isinstance(m, (nn.Linear, nn.Embedding)) and m is not self.decoder.embed_positions:
                 m.weight = nn.Parameter(m.weight.t().contiguous().t(), requires_grad=False)
+        for layer in self.decoder.layers:
+            layer.self_attn.fuse_qkv(column_major)
 
     @property
     def dtype(self):
