@@ -49,6 +49,7 @@ def whisperfast_runner(cfg_dir: Path, batch: int, compile: bool):
     net = net.to_empty(device="cuda")
     random_init_(net)
     net = net.half().eval().requires_grad_(False)
+    net.prepare_decoder(column_major=False)  # as load_whisper does on CUDA (fused q/k/v)
     tok = Tokenizer.from_file(cfg_dir / "tokenizer.json", config.num_languages if config.multilingual else 0)
     model = WhisperModel(net, tok, cfg_dir, compile=compile)
     opts = DecodingOptions(language="en" if tok.multilingual else None, without_timestamps=True,
