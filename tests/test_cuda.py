@@ -78,20 +78,21 @@ def test_no_recompiles(models):
         cfg.error_on_recompile = False
 
 
-def test_no_host_sync_inside_the_step(models):
+@pytest.mark.parametrize("temperature", [0.0, 0.5])  # the greedy and the sampling variant
+def test_no_host_sync_inside_the_step(models, temperature):
     from whisperfast.audio import load_audio
     from whisperfast.decode.greedy import Row
     from whisperfast.decode.step import compiled_step
     from whisperfast.features import short_form_features
 
-    m = models["float16", True]
+    m, sample = models["float16", True], temperature > 0
     e = m.engine
     mel = short_form_features([load_audio(c) for c in THREE], m.config.n_mels)
-    m.decode(THREE)  # captured
+    m.decode(THREE, temperature=temperature)  # captured
     sess = e.session(3, e.sample_len)
     e.encode(mel, sess)
-    e.prefill(sess, [Row((m.tokenizer.sot,), 0, 0.0, True)] * 3, "-1", True, False)
-    step = compiled_step(e.device, True, False)
+    e.prefill(sess, [Row((m.tokenizer.sot,), 0, temperature, True)] * 3, "-1", True, sample)
+    step = compiled_step(e.device, True, sample)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -119,26 +120,3 @@ def test_sampling_compiled_equals_eager_and_ignores_the_batch(models):
     alone = models["float32", True].decode(THREE[1], temperature=0.7)
     assert alone.tokens == comp[1].tokens
 
-
-def test_no_host_sync_inside_the_sampling_step(models):
-    from whisperfast.audio import load_audio
-    from whisperfast.decode.greedy import Row
-    from whisperfast.decode.step import compiled_step
-    from whisperfast.features import short_form_features
-
-    m = models["float16", True]
-    e = m.engine
-    mel = short_form_features([load_audio(c) for c in THREE], m.config.n_mels)
-    m.decode(THREE, temperature=0.5)  # captured
-    sess = e.session(3, e.sample_len)
-    e.encode(mel, sess)
-    e.prefill(sess, [Row((m.tokenizer.sot,), 0, 0.5, True)] * 3, "-1", True, True)
-    step = compiled_step(e.device, True, True)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(24):
-            step(m.model.decoder, sess)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert int(sess.step) == 25
