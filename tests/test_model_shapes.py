@@ -86,3 +86,18 @@ def test_decoder_layout_keeps_names_and_values(tiny_en_dir):
     fused = a.qkv(x)
     separate = (a.heads(a.q_proj(x)), *a.kv(x))
     assert all(torch.allclose(f, s, atol=1e-5) for f, s in zip(fused, separate))
+
+
+def test_max_initial_timestamp_index_from_generation_config(tiny_en_dir):
+    """The first timestamp's cap comes from generation_config.json: 0 stays 0 (only <|0.00|>), a missing
+    or null value is openai-whisper's 1.0 s (index 50)."""
+    import json
+
+    from whisperfast.model.config import ModelConfig
+
+    config = json.loads((tiny_en_dir / "config.json").read_text())
+    gen = json.loads((tiny_en_dir / "generation_config.json").read_text())
+    got = [ModelConfig.from_hf(config, {**gen, "max_initial_timestamp_index": v}).max_initial_timestamp_index
+           for v in (0, 1, None)]
+    without = {k: v for k, v in gen.items() if k != "max_initial_timestamp_index"}
+    assert got + [ModelConfig.from_hf(config, without).max_initial_timestamp_index] == [0, 1, 50, 50]
