@@ -62,36 +62,30 @@ _BLOCK_RE_OAI = re.compile(r"(encoder|decoder)\.blocks\.(\d+)\.(.+)\.(weight|bia
 _BLOCK_RE_HF = re.compile(r"model\.(encoder|decoder)\.layers\.(\d+)\.(.+)\.(weight|bias)")
 
 
-def openai_to_hf_name(k: str) -> str:
-    for o, h in _WHOLE:
-        if k == o:
-            return h
-    m = _BLOCK_RE_OAI.fullmatch(k)
+def _rename(k: str, src: int, block_re: re.Pattern, block_fmt: str, kind: str) -> str:
+    """`k` from one naming to the other; `src` picks the side of the (openai, HF) pairs it is named in."""
+    dst = 1 - src
+    for pair in _WHOLE:
+        if k == pair[src]:
+            return pair[dst]
+    m = block_re.fullmatch(k)
     if m:
         side, i, mod, wb = m.groups()
-        for o, h in _BLOCK:
-            if mod == o:
-                return f"model.{side}.layers.{i}.{h}.{wb}"
-    for o, h in _TOP:
-        if k.startswith(o + "."):
-            return h + k[len(o):]
-    raise CheckpointError(f"unknown openai-whisper parameter {k!r}")
+        for pair in _BLOCK:
+            if mod == pair[src]:
+                return block_fmt.format(side=side, i=i, mod=pair[dst], wb=wb)
+    for pair in _TOP:
+        if k.startswith(pair[src] + "."):
+            return pair[dst] + k[len(pair[src]):]
+    raise CheckpointError(f"unknown {kind} parameter {k!r}")
+
+
+def openai_to_hf_name(k: str) -> str:
+    return _rename(k, 0, _BLOCK_RE_OAI, "model.{side}.layers.{i}.{mod}.{wb}", "openai-whisper")
 
 
 def hf_to_openai_name(k: str) -> str:
-    for o, h in _WHOLE:
-        if k == h:
-            return o
-    m = _BLOCK_RE_HF.fullmatch(k)
-    if m:
-        side, i, mod, wb = m.groups()
-        for o, h in _BLOCK:
-            if mod == h:
-                return f"{side}.blocks.{i}.{o}.{wb}"
-    for o, h in _TOP:
-        if k.startswith(h + "."):
-            return o + k[len(h):]
-    raise CheckpointError(f"unknown Hugging Face Whisper parameter {k!r}")
+    return _rename(k, 1, _BLOCK_RE_HF, "{side}.blocks.{i}.{mod}.{wb}", "Hugging Face Whisper")
 
 
 def dims_to_openai(d: Dims) -> dict[str, int]:
