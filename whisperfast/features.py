@@ -198,7 +198,7 @@ class _MelStream:
         self.stop = total // HOP_LENGTH  # the centred STFT's last frame is dropped
         if self.n_tail:
             self.tail[self.n_tail:] = 0
-            self._put_levels(10 * torch.log10(self.tail.square().mean().clamp(min=1e-20))[None])
+            self._put_levels(_dbfs(self.tail.square().mean())[None])
         self._feed(torch.zeros(N_SAMPLES + N_FFT // 2))  # the padding, then the reflected end (zeros)
         while self.f < self.stop:
             self._frames()
@@ -250,11 +250,11 @@ class _MelStream:
             self.n_tail, x = self.n_tail + take, x[take:]
             if self.n_tail < HOP_LENGTH:
                 return
-            self._put_levels(10 * torch.log10(self.tail.square().mean().clamp(min=1e-20))[None])
+            self._put_levels(_dbfs(self.tail.square().mean())[None])
             self.n_tail = 0
         whole = len(x) // HOP_LENGTH * HOP_LENGTH
         frames = x[:whole].view(-1, HOP_LENGTH)  # [frames, 160]
-        self._put_levels(10 * torch.log10(frames.square().mean(dim=-1).clamp(min=1e-20)))
+        self._put_levels(_dbfs(frames.square().mean(dim=-1)))
         self.n_tail = len(x) - whole
         self.tail[: self.n_tail] = x[whole:]
 
@@ -280,4 +280,9 @@ def frame_levels(audio: np.ndarray) -> torch.Tensor:  # [n] samples -> [ceil(n /
     power = torch.linalg.vector_norm(x[:n].view(-1, HOP_LENGTH), dim=-1).square() / HOP_LENGTH  # [n // 160]
     if n < len(x):  # the last, partial frame, zero-padded
         power = torch.cat([power, x[n:].square().sum().reshape(1) / HOP_LENGTH])
-    return 10 * torch.log10(power.clamp(min=1e-20))
+    return _dbfs(power)
+
+
+def _dbfs(mean_square: Tensor) -> Tensor:
+    """Mean square power (full scale = 1.0) -> dBFS, floored at -200 (silence)."""
+    return 10 * torch.log10(mean_square.clamp(min=1e-20))
