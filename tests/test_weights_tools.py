@@ -78,32 +78,29 @@ def hf_to_ct2(sd: dict[str, torch.Tensor], d: Dims) -> tuple[dict, dict]:
         v[f"{ct}/bias"] = torch.cat([sd[f"{hf}.{p}.bias"] if p != "k_proj" else torch.zeros_like(sd[f"{hf}.q_proj.bias"])
                                      for p in projs])
 
+    def layer(ct, hf, cross):
+        fused(f"{ct}/self_attention/linear_0", f"{hf}.self_attn", ("q_proj", "k_proj", "v_proj"))
+        lin(f"{ct}/self_attention/linear_1", f"{hf}.self_attn.out_proj")
+        ln(f"{ct}/self_attention/layer_norm", f"{hf}.self_attn_layer_norm")
+        if cross:
+            lin(f"{ct}/attention/linear_0", f"{hf}.encoder_attn.q_proj")
+            fused(f"{ct}/attention/linear_1", f"{hf}.encoder_attn", ("k_proj", "v_proj"))
+            lin(f"{ct}/attention/linear_2", f"{hf}.encoder_attn.out_proj")
+            ln(f"{ct}/attention/layer_norm", f"{hf}.encoder_attn_layer_norm")
+        lin(f"{ct}/ffn/linear_0", f"{hf}.fc1")
+        lin(f"{ct}/ffn/linear_1", f"{hf}.fc2")
+        ln(f"{ct}/ffn/layer_norm", f"{hf}.final_layer_norm")
+
     for c in ("conv1", "conv2"):
         lin(f"encoder/{c}", f"model.encoder.{c}")
     v["encoder/position_encodings/encodings"] = sd["model.encoder.embed_positions.weight"]
     for i in range(d.encoder_layers):
-        ct, hf = f"encoder/layer_{i}", f"model.encoder.layers.{i}"
-        fused(f"{ct}/self_attention/linear_0", f"{hf}.self_attn", ("q_proj", "k_proj", "v_proj"))
-        lin(f"{ct}/self_attention/linear_1", f"{hf}.self_attn.out_proj")
-        ln(f"{ct}/self_attention/layer_norm", f"{hf}.self_attn_layer_norm")
-        lin(f"{ct}/ffn/linear_0", f"{hf}.fc1")
-        lin(f"{ct}/ffn/linear_1", f"{hf}.fc2")
-        ln(f"{ct}/ffn/layer_norm", f"{hf}.final_layer_norm")
+        layer(f"encoder/layer_{i}", f"model.encoder.layers.{i}", cross=False)
     ln("encoder/layer_norm", "model.encoder.layer_norm")
     v["decoder/embeddings/weight"] = sd["model.decoder.embed_tokens.weight"]
     v["decoder/position_encodings/encodings"] = sd["model.decoder.embed_positions.weight"]
     for i in range(d.decoder_layers):
-        ct, hf = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
-        fused(f"{ct}/self_attention/linear_0", f"{hf}.self_attn", ("q_proj", "k_proj", "v_proj"))
-        lin(f"{ct}/self_attention/linear_1", f"{hf}.self_attn.out_proj")
-        ln(f"{ct}/self_attention/layer_norm", f"{hf}.self_attn_layer_norm")
-        lin(f"{ct}/attention/linear_0", f"{hf}.encoder_attn.q_proj")
-        fused(f"{ct}/attention/linear_1", f"{hf}.encoder_attn", ("k_proj", "v_proj"))
-        lin(f"{ct}/attention/linear_2", f"{hf}.encoder_attn.out_proj")
-        ln(f"{ct}/attention/layer_norm", f"{hf}.encoder_attn_layer_norm")
-        lin(f"{ct}/ffn/linear_0", f"{hf}.fc1")
-        lin(f"{ct}/ffn/linear_1", f"{hf}.fc2")
-        ln(f"{ct}/ffn/layer_norm", f"{hf}.final_layer_norm")
+        layer(f"decoder/layer_{i}", f"model.decoder.layers.{i}", cross=True)
     ln("decoder/layer_norm", "model.decoder.layer_norm")
     i16, i8 = torch.int16, torch.int8
     v.update({
