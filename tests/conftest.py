@@ -6,6 +6,7 @@ model of the CLI and of `whisperfast.transcribe` resolves offline to the same fi
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -23,6 +24,29 @@ CLIPS = ["jfk.flac", "LDC93S1.wav", "61-70968-0000.flac", "stereo_diarization.wa
 
 def clip(name: str) -> str:
     return str(DATA / name)
+
+
+def assert_matches(got, ref, abs_tol: dict[str, float] | None = None, where: str = "", key: str = "") -> None:
+    """`got` equals the reference `ref` (nested dicts and lists, as JSON holds them): every value exactly, except
+    floats under a dict key named in `abs_tol`, which may differ from the reference by at most that much.
+
+    Ids, texts, segment boundaries and times rounded to a frame stay exact; only values that a float kernel
+    computes (a probability, a log-probability) get a tolerance, and the caller says why next to the call.
+    """
+    abs_tol = abs_tol or {}
+    if isinstance(ref, dict):
+        assert isinstance(got, dict) and got.keys() == ref.keys(), (where, sorted(got), sorted(ref))
+        for k in ref:
+            assert_matches(got[k], ref[k], abs_tol, f"{where}.{k}" if where else k, k)
+    elif isinstance(ref, (list, tuple)):
+        assert isinstance(got, (list, tuple)) and len(got) == len(ref), (where, got, ref)
+        for i, (g, r) in enumerate(zip(got, ref)):
+            assert_matches(g, r, abs_tol, f"{where}[{i}]", key)
+    elif isinstance(ref, float) and key in abs_tol:
+        assert isinstance(got, float) and math.isclose(got, ref, rel_tol=0, abs_tol=abs_tol[key]), (
+            f"{where}: {got!r} vs {ref!r}, allowed {abs_tol[key]}")
+    else:
+        assert type(got) is type(ref) and got == ref, f"{where}: {got!r} vs {ref!r}"
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FIXTURES, clip
+from conftest import FIXTURES, assert_matches, clip
 from whisperfast.audio import SAMPLE_RATE, load_audio
 from whisperfast.decode.timing import WordTiming, dtw, median_filter
 from whisperfast.results import Word
@@ -272,6 +272,15 @@ def openai_words(pt: str, names: list[str]) -> dict:
     return out
 
 
+# Our DTW runs on attention weights that differ from openai-whisper's in the last float bits (other kernels, and
+# the reference was stored on another machine): a near-tie in its cost may move a boundary by one 20 ms frame
+# (measured: 0 s on every word). The 1e-6 absorbs the binary rounding of times that are multiples of 0.01 s.
+ONE_FRAME = 0.02 + 1e-6
+# A word's probability: float32 softmax of logits from other kernels (measured <= 2.5e-6 here; openai-whisper's
+# own values move by 2e-5 between machines of one kind), so 1e-4 absolute.
+PROBABILITY_TOL = 1e-4
+
+
 def compare(ours: dict, ref: dict) -> tuple[float, float, int]:
     """Same segments (seek, text, words); -> (max, mean |start/end difference| over words, n words)."""
     assert [(s["seek"], s["text"]) for s in ours["segments"]] == [(s["seek"], s["text"]) for s in ref["segments"]]
@@ -279,8 +288,9 @@ def compare(ours: dict, ref: dict) -> tuple[float, float, int]:
     b = [w for s in ref["segments"] for w in s["words"]]
     assert [w["word"] for w in a] == [w["word"] for w in b]
     diffs = np.array([[x["start"] - y["start"], x["end"] - y["end"]] for x, y in zip(a, b)]).reshape(-1)
-    for s, t in zip(ours["segments"], ref["segments"]):
-        assert abs(s["start"] - t["start"]) <= 0.1 and abs(s["end"] - t["end"]) <= 0.1
+    assert all(abs(x["probability"] - y["probability"]) <= PROBABILITY_TOL for x, y in zip(a, b))
+    for s, t in zip(ours["segments"], ref["segments"]):  # segment times are word times (openai's rules)
+        assert abs(s["start"] - t["start"]) <= ONE_FRAME and abs(s["end"] - t["end"]) <= ONE_FRAME
     assert ours["windows"] == ref["windows"]
     return (float(np.abs(diffs).max()) if len(diffs) else 0.0, float(np.abs(diffs).mean()) if len(diffs) else 0.0,
             len(a))
@@ -293,7 +303,7 @@ def test_word_timestamps_match_openai_whisper(tiny_en, monkeypatch, names):
     for name, result in ours.items():
         worst, mean, n = compare(result, ref[name])
         print(f"{name}: {n} words, |start/end - openai| max {worst:.3f} s, mean {mean:.4f} s")
-        assert worst <= 0.1
+        assert worst <= ONE_FRAME
         assert all(0 < w["probability"] <= 1 for s in result["segments"] for w in s["words"])
 
 
@@ -350,7 +360,9 @@ def test_reference_file_is_openai_whisper(tiny_en_dir, tmp_path):
     live = openai_words(str(tmp_path / "tiny.en.pt"), list(CASES))
     stored = json.loads(REFERENCE.read_text())
     for name in CASES:
-        assert live[name] == stored[name], name
+        # One engine on two machines: words, seeks, texts and word/segment times (DTW frames / 50, rounded to
+        # 0.01 s) exact, as seen on every machine; probabilities follow the BLAS/oneDNN vector path (2e-5 apart).
+        assert_matches(live[name], stored[name], abs_tol={"probability": PROBABILITY_TOL}, where=name)
 
 
 if __name__ == "__main__":  # rewrite the reference file from openai-whisper

@@ -1,0 +1,60 @@
+"""The suite's own comparison rule (conftest.assert_matches): exact, except named float keys within a tolerance."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from conftest import FIXTURES, assert_matches
+
+REF = {"seek": 0, "text": " a", "segments": [{"start": 0.5, "words": [{"word": " a", "probability": 0.5}]}],
+       "windows": [0, 2254]}
+
+
+def changed(path: list, value) -> dict:
+    d = copy.deepcopy(REF)
+    target = d
+    for k in path[:-1]:
+        target = target[k]
+    target[path[-1]] = value
+    return d
+
+
+def test_equal_and_within_tolerance_pass():
+    assert_matches(copy.deepcopy(REF), REF)
+    assert_matches(changed(["segments", 0, "words", 0, "probability"], 0.50009), REF, {"probability": 1e-4})
+
+
+@pytest.mark.parametrize("path,value", [
+    (["segments", 0, "words", 0, "probability"], 0.50011),  # a tolerated key, beyond its tolerance
+    (["segments", 0, "start"], 0.5 + 1e-12),  # a float with no tolerance: exact
+    (["seek"], 1), (["text"], " b"), (["windows"], [0, 2255]), (["windows"], [0]),
+    (["segments", 0, "words", 0, "word"], " b"), (["segments", 0, "words"], []),
+    (["seek"], 0.0),  # a float where the reference holds an int
+])
+def test_any_other_difference_fails(path, value):
+    with pytest.raises(AssertionError):
+        assert_matches(changed(path, value), REF, {"probability": 1e-4})
+
+
+def test_missing_or_extra_keys_fail():
+    extra = copy.deepcopy(REF) | {"language": "en"}
+    with pytest.raises(AssertionError):
+        assert_matches(extra, REF)
+    with pytest.raises(AssertionError):
+        assert_matches(REF, extra)
+
+
+def test_the_stored_word_reference_is_exact_except_probabilities():
+    """The rule as the words test applies it: a word's start moved by one frame in the stored file is a failure."""
+    stored = json.loads((FIXTURES / "words_tiny_en.json").read_text())
+    moved = copy.deepcopy(stored)
+    moved["jfk.flac"]["segments"][0]["words"][1]["start"] += 0.02
+    with pytest.raises(AssertionError, match="start"):
+        assert_matches(moved, stored, {"probability": 1e-4})
+    nudged = copy.deepcopy(stored)
+    nudged["jfk.flac"]["segments"][0]["words"][1]["probability"] += 2e-5  # what another processor gives
+    assert_matches(nudged, stored, {"probability": 1e-4})
+
