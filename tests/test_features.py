@@ -42,7 +42,7 @@ def test_mel_filters_match_transformers(n_mels):
 def test_mel_filters_match_librosa(n_mels):
     librosa = pytest.importorskip("librosa")
     ref = librosa.filters.mel(sr=16000, n_fft=400, n_mels=n_mels, htk=False, norm="slaney")
-    np.testing.assert_allclose(mel_filters(n_mels).numpy(), ref, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(mel_filters(n_mels).numpy(), ref, rtol=0, atol=1e-7)  # as transformers': float32 ulps
 
 
 def test_mel_filters_hand_checks_and_cache():
@@ -166,7 +166,7 @@ def test_log_mel_matches_openai_whisper(n_mels):
     audio = clip("jfk.flac")
     ref = whisper.log_mel_spectrogram(torch.from_numpy(audio), n_mels, padding=N_SAMPLES)
     ours = log_mel_spectrogram(audio, n_mels, padding=N_SAMPLES)
-    assert (ours - ref).abs().max() <= 1e-4
+    assert (ours - ref).abs().max() <= 1e-4  # log10 of float32 STFT power of two codes: measured 1.2e-7
     assert (long_form_features(audio, n_mels) - ref).abs().max() <= 1e-4  # measured 1.2e-7 on every clip
     short_ref = whisper.log_mel_spectrogram(torch.from_numpy(whisper.pad_or_trim(audio)), n_mels)
     assert (short_form_features(audio, n_mels)[0] - short_ref).abs().max() <= 1e-4

@@ -50,8 +50,8 @@ def test_detect_language_matches_openai_whisper(base, openai_base, case):
     assert probs.keys() == ref_probs.keys()
     diff = max(abs(probs[k] - ref_probs[k]) for k in probs)
     print(f"{case}: p({code}) = {probs[code]:.5f}, openai {ref_probs[code]:.5f}, max |diff| {diff:.2e}")
-    assert diff < 1e-3
-    assert abs(sum(probs.values()) - 1) < 1e-5
+    assert diff <= 1e-4  # float32 softmax of two engines' logits: measured <= 2e-7, a processor moves it ~2e-5
+    assert abs(sum(probs.values()) - 1) < 1e-5  # float32 sum of ~100 probabilities
 
 
 def test_transcribe_detects_each_files_language(base):

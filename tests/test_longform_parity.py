@@ -91,10 +91,12 @@ def test_greedy_matches_openai(tiny_en, audios, reference, name, condition):
     got = tiny_en.transcribe(audios[name], temperature=0.0, condition_on_previous_text=condition).to_dict()
     assert len(got["segments"]) == len(ref["segments"]) > 0
     for g, r in zip(got["segments"], ref["segments"]):
-        assert fields(g) == fields(r)  # same window (seek), times (exact floats), text and tokens
-        assert g["avg_logprob"] == pytest.approx(r["avg_logprob"], abs=2e-4)
-        assert g["compression_ratio"] == r["compression_ratio"]
-        assert g["no_speech_prob"] == pytest.approx(r["no_speech_prob"], abs=2e-4)
+        assert fields(g) == fields(r)  # same window (seek), times (from timestamp tokens: exact), text and tokens
+        # float32 (log-)softmax of two engines' logits: measured <= 2e-6 here, and a processor's vector path
+        # alone moves such values by ~2e-5 (issue 10), so 2e-4 absolute
+        assert g["avg_logprob"] == pytest.approx(r["avg_logprob"], rel=0, abs=2e-4)
+        assert g["compression_ratio"] == r["compression_ratio"]  # zlib of the (equal) text: exact
+        assert g["no_speech_prob"] == pytest.approx(r["no_speech_prob"], rel=0, abs=2e-4)
     assert got["text"] == ref["text"] and got["language"] == ref["language"] == "en"
 
 
@@ -161,9 +163,10 @@ def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_model, 
     ref0 = whisper.decode(openai_model, window, whisper.DecodingOptions(temperature=0.0, language="en", fp16=False))
     r0 = T.decode_windows(tiny_en.engine, window[None], DecodingOptions(), temperatures=(0.0,))[0]
     assert r0.tokens == ref0.tokens and r0.text == ref0.text
-    assert r0.avg_logprob == pytest.approx(ref0.avg_logprob, abs=2e-4) and r0.avg_logprob < -1.0
-    assert r0.compression_ratio == ref0.compression_ratio
-    assert r0.no_speech_prob == pytest.approx(ref0.no_speech_prob, abs=2e-4)
+    # float32 (log-)softmax of two engines' logits: as in test_greedy_matches_openai, 2e-4 absolute
+    assert r0.avg_logprob == pytest.approx(ref0.avg_logprob, rel=0, abs=2e-4) and r0.avg_logprob < -1.0
+    assert r0.compression_ratio == ref0.compression_ratio  # zlib of the (equal) text: exact
+    assert r0.no_speech_prob == pytest.approx(ref0.no_speech_prob, rel=0, abs=2e-4)
     assert Thresholds().needs_fallback(r0)
 
     seen, real = [], T.decode_windows
@@ -188,5 +191,7 @@ def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_model, 
     assert r.compression_ratio == len(text.encode()) / len(zlib.compress(text.encode()))
     cap = tiny_en.engine.sample_len
     expected = openai_sum_logprob(openai_model, window, r.tokens, cap)
-    assert r.avg_logprob * (len(r.tokens) + 1) == pytest.approx(expected, abs=2e-3)
-    assert r.no_speech_prob == pytest.approx(r0.no_speech_prob, abs=1e-6)  # same window, same prompt
+    # a sum of up to 225 float32 log-probabilities of two engines, each up to ~1e-5 apart: 2e-3 absolute
+    assert r.avg_logprob * (len(r.tokens) + 1) == pytest.approx(expected, rel=0, abs=2e-3)
+    # same engine, window and prompt in another decode call: 1e-6 leaves room only for summation-order noise
+    assert r.no_speech_prob == pytest.approx(r0.no_speech_prob, rel=0, abs=1e-6)

@@ -91,7 +91,8 @@ def test_frame_levels():
         x = noise(-20.0, n / SR)
         frames = torch.nn.functional.pad(torch.from_numpy(x).double(), (0, -n % 160)).view(-1, 160)
         ref = 10 * torch.log10(frames.square().mean(dim=-1))
-        assert torch.allclose(frame_levels(x).double(), ref, atol=1e-4)
+        # float32 levels against float64 ones: measured 4.5e-6 dB
+        assert torch.allclose(frame_levels(x).double(), ref, rtol=0, atol=1e-4)
     assert frame_levels(np.zeros(480, np.float32)).tolist() == [-200.0] * 3
 
 

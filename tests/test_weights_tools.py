@@ -372,7 +372,8 @@ def test_openai_whisper_loads_export_and_matches_transformers(tmp_path):
     with torch.no_grad():
         a = om(mel, tokens)
         b = hm(input_features=mel, decoder_input_ids=tokens).logits
-    assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+    # float32 logits of one small random model through two engines' kernels: last-bit noise, well under 1e-4
+    assert torch.allclose(a, b, rtol=0, atol=1e-4), (a - b).abs().max()
 
 
 # ------------------------------------------------------------------------------------------ random / inspect
