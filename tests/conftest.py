@@ -79,6 +79,38 @@ def base(base_dir):
     return whisperfast.load_model(base_dir, device="cpu", dtype="float32")
 
 
+def process_state() -> dict:
+    """What one test could change for every later one: thread counts, default dtype, grad mode, matmul precision,
+    dynamo's config, the working directory and the environment (set these with monkeypatch, which undoes them)."""
+    import torch
+    import torch._dynamo  # imported before the first look: its import sets TORCHINDUCTOR_CACHE_DIR
+
+    return dict(threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(),
+                dtype=torch.get_default_dtype(), grad=torch.is_grad_enabled(),
+                deterministic=torch.are_deterministic_algorithms_enabled(),
+                matmul=torch.get_float32_matmul_precision(), dynamo=torch._dynamo.config.get_config_copy(),
+                cwd=os.getcwd(), environ={k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"})
+
+
+def state_changes(before: dict, after: dict) -> dict:
+    """{what: (before, after)} for every part of `process_state()` that differs."""
+    changed = {k: (before[k], after[k]) for k in before if before[k] != after[k] and k not in ("dynamo", "environ")}
+    for part, prefix in (("dynamo", "dynamo."), ("environ", "$")):
+        keys = sorted(before[part].keys() | after[part].keys())
+        changed |= {prefix + k: (before[part].get(k), after[part].get(k)) for k in keys
+                    if before[part].get(k) != after[part].get(k)}
+    return changed
+
+
+@pytest.fixture(autouse=True)
+def leaves_no_global_state():
+    """A test leaves the process as it found it, so no result depends on which tests ran before (`--reverse`)."""
+    before = process_state()
+    yield
+    changed = state_changes(before, process_state())
+    assert not changed, f"the test changed process state for the tests after it: {changed}"
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 

@@ -58,3 +58,26 @@ def test_the_stored_word_reference_is_exact_except_probabilities():
     nudged["jfk.flac"]["segments"][0]["words"][1]["probability"] += 2e-5  # what another processor gives
     assert_matches(nudged, stored, {"probability": 1e-4})
 
+
+def test_state_changes_sees_what_a_test_could_leak(monkeypatch, tmp_path):
+    """The autouse check after every test (conftest.leaves_no_global_state) notices each kind of leak."""
+    import torch
+
+    from conftest import process_state, state_changes
+
+    before = process_state()
+    assert state_changes(before, process_state()) == {}
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("WHISPERFAST_CACHE")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", not torch._dynamo.config.error_on_recompile)
+    torch.set_num_threads(threads + 1)
+    torch.set_default_dtype(torch.float64)
+    try:
+        changed = state_changes(before, process_state())
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_default_dtype(torch.float32)
+    assert changed.keys() == {"$OMP_NUM_THREADS", "$WHISPERFAST_CACHE", "cwd", "dynamo.error_on_recompile",
+                              "threads", "dtype"}
