@@ -84,11 +84,11 @@ def alignment_weights(engine: Engine, sess: Session, seqs: list[list[int] | None
     qks = []
     for i, layer in enumerate(dec.layers):
         c = sess.cache
-        x = layer.self_block(x, cp, mask, c.self_k[i], c.self_v[i])
+        x = layer.self_block(x, cp, mask, c.layer("self_k", i), c.layer("self_v", i))
         q = layer.cross_query(x)  # [B, H, P, D]
         for h in [h for (l, h) in heads if l == i]:
-            qks.append((q[:, h].float() @ c.cross_k[i, :, h].float().transpose(-1, -2)) * q.shape[-1] ** -0.5)
-        x = x + layer.encoder_attn.merge(F.scaled_dot_product_attention(q, c.cross_k[i], c.cross_v[i]))
+            qks.append((q[:, h].float() @ c.layer("cross_k", i)[:, h].float().transpose(-1, -2)) * q.shape[-1] ** -0.5)
+        x = x + layer.encoder_attn.merge(F.scaled_dot_product_attention(q, c.layer("cross_k", i), c.layer("cross_v", i)))
         x = x + mlp(layer.fc1, layer.fc2, layer.final_layer_norm(x))
     logits = dec.logits(dec.layer_norm(x))  # [B, P, V]
     qk = torch.stack(qks, dim=1)  # [B, heads, P, S]

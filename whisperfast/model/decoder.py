@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cache import StaticKVCache
+from ..cache import KINDS, StaticKVCache
 from .config import ModelConfig
 from .layers import Attention, LayerNorm, mlp
 
@@ -53,8 +53,9 @@ class Decoder(nn.Module):
         n = xa.shape[0]
         for i, layer in enumerate(self.layers):
             k, v = layer.encoder_attn.kv(xa)  # [n, H, S, D]
-            cache.cross_k[i, :n].copy_(k)
-            cache.cross_v[i, :n].copy_(v)
+            for kind, new in (("cross_k", k), ("cross_v", v)):
+                buf = cache.layer(kind, i)    # a whole buffer when n == B (the compiled path pads to B)
+                (buf if n == buf.shape[0] else buf[:n]).copy_(new)
 
     def embed(self, tokens: Tensor, cache_position: Tensor, cache: StaticKVCache) -> Tensor:  # -> [B, T, d]
         """Token + learned position embeddings; a row's positions start after its left padding."""
@@ -65,7 +66,7 @@ class Decoder(nn.Module):
         """[B, T] tokens at slots `cache_position` [T] -> final-norm states [B, T, d]."""
         x, mask = self.embed(tokens, cache_position, cache), cache.self_mask(cache_position)
         for i, layer in enumerate(self.layers):
-            x = layer(x, cache_position, mask, cache.self_k[i], cache.self_v[i], cache.cross_k[i], cache.cross_v[i])
+            x = layer(x, cache_position, mask, *(cache.layer(kind, i) for kind in KINDS))
         return self.layer_norm(x)
 
     def logits(self, h: Tensor) -> Tensor:  # [..., d] -> [..., V] float32
