@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import torch
+
+from whisperfast.cache import KINDS
+from whisperfast.decode.step import PROMPT_CAPACITY
 
 from conftest import clip
 
@@ -64,9 +70,62 @@ def test_cache_shapes_and_reuse(tiny_en):
     sess = e.session(1, e.sample_len)
     c, cfg = sess.cache, tiny_en.config
     D = cfg.n_text_state // cfg.n_text_head
-    assert c.self_k.shape[:3] == (cfg.n_text_layer, 1, cfg.n_text_head) and c.self_k.shape[4] == D
-    assert c.cross_k.shape == (cfg.n_text_layer, 1, cfg.n_text_head, cfg.n_audio_ctx, D)
-    ptr = c.self_k.data_ptr()
+    for i in range(cfg.n_text_layer):
+        assert c.layer("self_k", i).shape == (1, cfg.n_text_head, PROMPT_CAPACITY + e.sample_len, D)
+        assert c.layer("cross_v", i).shape == (1, cfg.n_text_head, cfg.n_audio_ctx, D)
+    ptrs = [c.layer(kind, i).data_ptr() for kind in KINDS for i in range(cfg.n_text_layer)]
+    assert len(set(ptrs)) == len(ptrs)  # independent tensors, one per layer and kind
     tiny_en.decode(clip("jfk.flac"))
-    assert e.session(1, e.sample_len) is sess and sess.cache.self_k.data_ptr() == ptr
+    assert e.session(1, e.sample_len) is sess
+    assert [c.layer(kind, i).data_ptr() for kind in KINDS for i in range(cfg.n_text_layer)] == ptrs
     assert e.session(3, e.sample_len).batch == 4
+
+
+def allocations(code: str) -> list[int]:
+    """The element count of every buffer that inductor's generated code allocates."""
+    shapes = re.findall(r"empty_strided_\w+\(\(([^)]*)\)", code)
+    assert shapes, "no allocation found: the generated code's format changed"
+    return [math.prod(int(x) for x in s.split(",") if x.strip()) for s in shapes]
+
+
+def generated_code(fn, *args) -> str:
+    from torch._inductor.utils import run_and_get_code
+
+    with torch.no_grad():
+        _, code = run_and_get_code(torch.compile(fn, fullgraph=True, dynamic=False), *args)
+    return "\n".join(code)
+
+
+def test_compiled_step_writes_the_cache_in_place(tiny_en):
+    """Per-layer buffers: the compiled step allocates nothing the size of a layer's cache (a stacked
+    [L, ...] cache written through views made inductor rewrite it whole, 12 buffers per step on tiny)."""
+    from whisperfast.decode.step import decode_one
+
+    def step(decoder, sess):  # a code object of its own: compiled here, whatever else was compiled before
+        decode_one(decoder, sess, sample=False)
+
+    tiny_en.decode([clip("jfk.flac"), clip("LDC93S1.wav")])  # a live session, mid-window state
+    sess = tiny_en.engine.session(2, tiny_en.engine.sample_len)
+    code = generated_code(step, tiny_en.model.decoder, sess)
+    layer = sess.cache.layer("self_k", 0).numel()
+    assert max(allocations(code)) < layer
+    assert "select_scatter" not in code and "index_put" not in code
+
+
+def test_compiled_fill_cross_writes_each_layer_once(tiny_en):
+    """Cross k/v of a window: one projection buffer (reused by every layer) is all that is allocated."""
+    m = tiny_en.model
+
+    def fill(xa, cache):
+        m.decoder.fill_cross(xa, cache)
+
+    sess = tiny_en.engine.session(2, tiny_en.engine.sample_len)
+    xa = torch.randn(2, m.config.n_audio_ctx, m.config.n_audio_state)
+    code = generated_code(fill, xa, sess.cache)
+    layer = sess.cache.layer("cross_k", 0).numel()
+    big = [n for n in allocations(code) if n >= layer]
+    assert big == [layer]  # the [n * n_audio_ctx, d] projection output, and nothing the size of the cache
+    with torch.no_grad():  # and the buffers hold what the eager projections give
+        k, v = m.decoder.layers[-1].encoder_attn.kv(xa)
+    assert (sess.cache.layer("cross_k", m.config.n_text_layer - 1) - k).abs().max() < 1e-5
+    assert (sess.cache.layer("cross_v", m.config.n_text_layer - 1) - v).abs().max() < 1e-5
