@@ -26,12 +26,15 @@ def test_compiled_equals_eager(tiny_en, compiled, without_timestamps):
     comp = compiled.decode(THREE, without_timestamps=without_timestamps)
     for e, c in zip(eager, comp):
         assert c.tokens == e.tokens
-        assert abs(c.avg_logprob - e.avg_logprob) < 1e-3
+        assert abs(c.avg_logprob - e.avg_logprob) < 1e-3      # fp32 sums over <= 224 tokens, kernels differ
+        assert abs(c.no_speech_prob - e.no_speech_prob) < 1e-5  # a probability from the compiled prefill
 
 
 def test_no_recompiles_within_a_bucket(compiled):
     """After the first capture of each step variant (greedy, sampling) for bucket 4: several windows,
     both timestamp modes, two temperatures and batch sizes 3 and 4 run without a recompile."""
+    from torch._dynamo.utils import counters
+
     from whisperfast.audio import load_audio
     from whisperfast.features import short_form_features
 
@@ -43,8 +46,10 @@ def test_no_recompiles_within_a_bucket(compiled):
     cfg.error_on_recompile = True
     try:
         compiled.decode(THREE + [clip("stereo_diarization.wav")], without_timestamps=True)
+        graphs = counters["stats"]["unique_graphs"]
         decode_windows(compiled.engine, mel[:3], DecodingOptions(), temperatures=(0.0, 0.7),
                        needs_fallback=lambda r: True)       # every row re-decoded at T=0.7, same batch
+        assert counters["stats"]["unique_graphs"] == graphs  # nor a new graph: the prefill serves both
         decode_windows(compiled.engine, mel, DecodingOptions(without_timestamps=True), prompts=[
             "Ask not.", None, [50, 60, 70], None])             # prompts of different lengths
         r = compiled.transcribe([clip("sonnet001.mp3"), clip("jfk.flac")], batch_size=4)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,8 @@ from torch import Tensor
 from ..model.whisper import Whisper
 from ..tokenizer import Tokenizer
 from .filters import additive_mask, begin_ids, suppressed_ids
-from .step import PROMPT_CAPACITY, Session, compiled_step, select
+from .step import (ACTIVE, META, PROMPT_CAPACITY, TIMESTAMPS, Session, compile_for, decode_one_greedy,
+                   decode_one_sampling, encode, prefill)
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CHECK_EVERY = 8  # steps between the loop's host checks of "all rows done" on CUDA
@@ -61,9 +63,7 @@ class Engine:
         self.sessions: dict[tuple[int, int], Session] = {}
         self.encoded: Session | None = None  # the session whose cross k/v hold the last encoded windows
         self._masks: dict[tuple, tuple[Tensor, Tensor]] = {}
-        self._encode = self._encode_eager
-        if self.compile and self.device.type == "cuda":
-            self._encode = torch.compile(self._encode_eager, fullgraph=True, dynamic=False)
+        self._compiled: dict[tuple, Callable] = {}
 
     def session(self, n: int, sample_len: int) -> Session:
         key = (bucket(n), sample_len)
@@ -71,6 +71,18 @@ class Engine:
             self.sessions[key] = Session(self.model.decoder, self.model.config, self.tok, key[0], sample_len,
                                          dtype=self.dtype, device=self.device)
         return self.sessions[key]
+
+    def compiled(self, fn: Callable, *key: int) -> Callable:
+        """`fn` compiled for this model and shape key (see `step.compile_for`); `fn` itself when not compiling."""
+        if not self.compile:
+            return fn
+        if (fn, *key) not in self._compiled:
+            self._compiled[(fn, *key)] = compile_for(fn, self.device, *key)
+        return self._compiled[(fn, *key)]
+
+    def step_fn(self, sess: Session, sample: bool) -> Callable:
+        """The per-token step of a session: the greedy variant, or the one that draws noise."""
+        return self.compiled(decode_one_sampling if sample else decode_one_greedy, sess.batch, sess.sample_len)
 
     def masks(self, suppress_tokens, suppress_blank: bool) -> tuple[Tensor, Tensor]:
         key = (suppress_tokens if isinstance(suppress_tokens, (str, type(None))) else tuple(suppress_tokens),
@@ -82,15 +94,10 @@ class Engine:
                                 additive_mask(begin_ids(self.tok) if suppress_blank else [], V, self.device))
         return self._masks[key]
 
-    def _encode_eager(self, mel: Tensor, sess: Session) -> None:
-        self.model.decoder.fill_cross(self.model.encoder(mel), sess.cache)
-
     def encode(self, mel: Tensor, sess: Session) -> None:
         """Encoder states of `mel` [n, n_mels, 3000] -> cross k/v of rows :n (once per window)."""
         mel = mel.to(self.device, self.dtype)
-        if self.compile and mel.shape[0] < sess.batch:  # compiled shapes are per bucket: pad the batch
-            mel = torch.cat([mel, mel.new_zeros(sess.batch - mel.shape[0], *mel.shape[1:])])
-        self._encode(mel, sess)
+        encode(self.model, mel, sess.cache)  # eager: cuBLAS/SDPA-bound, and no compile time per bucket
         self.encoded = sess
 
     @torch.no_grad()
@@ -107,53 +114,55 @@ class Engine:
         if mel is not None:
             self.encode(mel, sess)
         sample = any(r is not None and r.temperature > 0 for r in rows)
-        no_speech = self.prefill(sess, rows, suppress_tokens, suppress_blank, sample)
-        step = compiled_step(self.device, self.compile, sample)
+        n_steps = self.prefill(sess, rows, suppress_tokens, suppress_blank, sample)
+        step = self.step_fn(sess, sample)
         every = CHECK_EVERY if self.device.type == "cuda" else 1  # reading a CPU tensor costs no sync
-        for i in range(1, int(sess.cap.max())):
+        for i in range(1, n_steps):
             if i % every == 0 and bool(sess.done.all()):  # the loop's only host sync
                 break
             if repetition_guard and i % CHECK_EVERY == 0:
                 stop_loops(sess, i, repetition_guard)
             step(self.model.decoder, sess)
-        return self.readout(sess, rows, no_speech)
+        return self.readout(sess, rows)
+
+    def pack(self, sess: Session, rows: list[Row | None]) -> tuple[Tensor, int]:
+        """The rows' prompts (left-padded into a prompt bucket P) and per-row settings as one [B, P + META]
+        long tensor on the host (what `step.prefill` unpacks on the device), and the largest token cap."""
+        B, n_ctx = sess.batch, self.model.config.n_text_ctx
+        idle = Row(prompt=(self.tok.eot,), sot_index=0)
+        flags = [(ACTIVE if r else 0) | (TIMESTAMPS if r and r.timestamps else 0) for r in rows] + [0] * (B - len(rows))
+        rows = [r or idle for r in rows] + [idle] * (B - len(rows))
+        P = prompt_bucket(max(len(r.prompt) for r in rows))
+        packed = torch.full((B, P + META), self.tok.eot, dtype=torch.long)
+        for i, r in enumerate(rows):
+            packed[i, P - len(r.prompt):P] = torch.tensor(r.prompt)
+        offset = torch.tensor([P - len(r.prompt) for r in rows])
+        caps = [min(sess.sample_len, n_ctx + 1 - len(r.prompt)) if f & ACTIVE else 1 for r, f in zip(rows, flags)]
+        temps = torch.tensor([r.temperature for r in rows], dtype=torch.float32).view(torch.int32)
+        packed[:, P:] = torch.stack([offset, offset + torch.tensor([r.sot_index for r in rows]), torch.tensor(caps),
+                                     torch.tensor([r.noise_seed() for r in rows]), torch.tensor(flags),
+                                     temps.long()], dim=1)
+        return packed, max(caps)
 
     def prefill(self, sess: Session, rows: list[Row | None], suppress_tokens, suppress_blank: bool,
-                sample: bool = True) -> Tensor:
-        """Write the prompts into the cache, reset the state, select the first token; -> no-speech [B]."""
-        B, n_ctx, dev = sess.batch, self.model.config.n_text_ctx, self.device
-        idle = Row(prompt=(self.tok.eot,), sot_index=0)
-        rows = [r or idle for r in rows] + [idle] * (B - len(rows))
-        active = [r is not idle for r in rows]
-        P = prompt_bucket(max(len(r.prompt) for r in rows))
-        tokens = torch.full((B, P), self.tok.eot, dtype=torch.long)
-        for i, r in enumerate(rows):
-            tokens[i, P - len(r.prompt):] = torch.tensor(r.prompt)
-        offset = torch.tensor([P - len(r.prompt) for r in rows])
-        sess.cache.offset.copy_(offset)
-        h = self.model.decoder.hidden(tokens.to(dev), torch.arange(P, device=dev), sess.cache)  # [B, P, d]
-        sot = offset + torch.tensor([r.sot_index for r in rows])
-        no_speech = self.model.decoder.logits(h[torch.arange(B, device=dev), sot.to(dev)])
-        no_speech = no_speech.softmax(dim=-1)[:, self.tok.no_speech]
+                sample: bool = True) -> int:
+        """Write the prompts into the cache, reset the state, store no-speech, select the first token;
+        -> the most tokens a row may take (known on the host: the loop starts without a sync)."""
         suppress, begin = self.masks(suppress_tokens, suppress_blank)
         sess.suppress.copy_(suppress)
         sess.begin.copy_(begin)
-        sess.temperature.copy_(torch.tensor([r.temperature for r in rows]))
-        sess.seed.copy_(torch.tensor([r.noise_seed() for r in rows]))
-        sess.ts_on.copy_(torch.tensor([r.timestamps for r in rows]))
-        sess.cap.copy_(torch.tensor([min(sess.sample_len, n_ctx + 1 - len(r.prompt)) if a else 1
-                                     for r, a in zip(rows, active)]))
-        sess.done.copy_(~torch.tensor(active))
-        for t, v in ((sess.out, self.tok.eot), (sess.hist, 0), (sess.step, 0),
-                     (sess.max_ts, self.tok.timestamp_begin - 1), (sess.sum_logprob, 0), (sess.pos, P)):
-            t.fill_(v)
-        select(sess, self.model.decoder.logits(h[:, -1]), sample)
-        return no_speech
+        packed, n_steps = self.pack(sess, rows)
+        packed = packed.to(self.device)  # the window's one host -> device copy
+        fn = prefill  # compiled on CUDA only: launch-bound there; on CPU a compile per prompt bucket costs more
+        if self.device.type == "cuda":
+            fn = self.compiled(prefill, sess.batch, sess.sample_len, packed.shape[1] - META)
+        fn(self.model.decoder, sess, packed, sample or self.compile)  # compiled: one graph for all temperatures
+        return n_steps
 
-    def readout(self, sess: Session, rows: list[Row | None], no_speech: Tensor) -> list[RowOutput | None]:
+    def readout(self, sess: Session, rows: list[Row | None]) -> list[RowOutput | None]:
         n = len(rows)
         out, caps = sess.out[:n].cpu().tolist(), sess.cap[:n].cpu().tolist()
-        lps, ns = sess.sum_logprob[:n].cpu().tolist(), no_speech[:n].float().cpu().tolist()
+        lps, ns = sess.sum_logprob[:n].cpu().tolist(), sess.no_speech[:n].cpu().tolist()
         results: list[RowOutput | None] = []
         for r, toks, cap, lp, p in zip(rows, out, caps, lps, ns):
             toks = toks[:cap]

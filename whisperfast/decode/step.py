@@ -1,24 +1,39 @@
-"""The per-token step, and the ONE place where it is compiled.
+"""The window's prefill, the per-token step, and every `torch.compile` call of the package (`compiled`).
 
 `Session` holds, at fixed addresses, everything a batch bucket's decode loop reads and writes: the static
-k/v cache, the sampled tokens, the logit-rule state, the per-row temperature and the done mask.
-`decode_one` is pure tensor code (no `.item()`, no Python branch on a tensor value), so on CUDA it is
-captured once per bucket by `torch.compile(mode="reduce-overhead", fullgraph=True)` and replayed as a
-CUDA graph with no host sync per token.
+k/v cache, the sampled tokens, the logit-rule state, the per-row temperature, the done mask and the
+no-speech probabilities. `prefill` and `decode_one` are pure tensor code (no `.item()`, no Python branch on
+a tensor value) that mutate the session and return nothing, so on CUDA each is captured by
+`torch.compile(mode="reduce-overhead", fullgraph=True)` and replayed as a CUDA graph with no host sync.
+
+What is compiled, and why (all through `compile_for`, one code object per model and shape key, so a new
+bucket is a first compile and never a recompile):
+  decode_one_greedy / decode_one_sampling   per batch bucket: the per-token step (the hot loop)
+  prefill                                   per batch bucket x prompt bucket, CUDA only: once per window,
+                                            but ~40 kernels per layer are launch-bound at batch 1 in eager
+Not compiled: `encode` (the encoder + cross k/v fill, once per window, cuBLAS/SDPA-bound; its time is in
+bench/gpu_throughput.py's breakdown).
 """
 
 from __future__ import annotations
+
+import types
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from ..model.config import ModelConfig
+from ..cache import StaticKVCache
 from ..model.decoder import Decoder
+from ..model.whisper import Whisper
 from ..tokenizer import Tokenizer
 from .filters import timestamp_rules
 
 PROMPT_CAPACITY = 256  # slots for the (left-padded) prompt: <|startofprev|> + 223 tokens + sot sequence
 M32 = 0xFFFFFFFF
+META = 6  # columns after the prompt in a packed prefill row: offset, sot slot, cap, seed, flags, temperature
+ACTIVE, TIMESTAMPS = 1, 2  # flag bits
 
 
 class Session(nn.Module):
@@ -27,7 +42,8 @@ class Session(nn.Module):
     def __init__(self, decoder: Decoder, config: ModelConfig, tok: Tokenizer, batch: int, sample_len: int,
                  *, dtype: torch.dtype, device: torch.device):
         super().__init__()
-        self.eot, self.no_ts, self.ts_begin = tok.eot, tok.no_timestamps, tok.timestamp_begin
+        self.eot, self.no_ts, self.ts_begin, self.no_speech_id = tok.eot, tok.no_timestamps, tok.timestamp_begin, \
+            tok.no_speech
         self.max_initial = config.max_initial_timestamp_index
         self.sample_len = sample_len
         self.cache = decoder.new_cache(batch, PROMPT_CAPACITY + sample_len, config.n_audio_ctx,
@@ -44,6 +60,7 @@ class Session(nn.Module):
         buf("done", batch, dtype=torch.bool)
         buf("ts_on", batch, dtype=torch.bool)
         buf("sum_logprob", batch, dtype=torch.float32)
+        buf("no_speech", batch, dtype=torch.float32)  # [B] P(<|nospeech|>) at each row's sot
         buf("temperature", batch, dtype=torch.float32)
         buf("seed", batch)                            # [B] 32-bit seed of each row's sampling noise
         buf("step", dtype=torch.long)                 # [] tokens sampled so far
@@ -113,6 +130,36 @@ def draw(logits: Tensor, t: Tensor, seed: Tensor, step: Tensor, vocab_key: Tenso
     return torch.where(t > 0, race, logits.argmax(dim=-1))
 
 
+def prefill(decoder: Decoder, sess: Session, packed: Tensor, sample: bool = True) -> None:
+    """A window's first pass from one packed [B, P + META] long tensor (one host -> device copy per window):
+    each row's left-padded prompt, then its offset, sot slot, token cap, noise seed, flags and temperature
+    (float32 bits). Resets the state, writes the prompts into the cache, stores the no-speech probability
+    and selects the first token."""
+    P = packed.shape[1] - META
+    tokens, (offset, sot, cap, seed, flags, tbits) = packed[:, :P], packed[:, P:].unbind(1)  # [B, P], 6 x [B]
+    sess.cache.offset.copy_(offset)
+    sess.cap.copy_(cap)
+    sess.seed.copy_(seed)
+    sess.done.copy_((flags & ACTIVE) == 0)
+    sess.ts_on.copy_((flags & TIMESTAMPS) != 0)
+    sess.temperature.copy_(tbits.to(torch.int32).view(torch.float32))
+    sess.out.fill_(sess.eot)
+    sess.hist.zero_()
+    sess.step.zero_()
+    sess.max_ts.fill_(sess.ts_begin - 1)
+    sess.sum_logprob.zero_()
+    sess.pos.fill_(P)
+    h = decoder.hidden(tokens, torch.arange(P, device=packed.device), sess.cache)    # [B, P, d]
+    at_sot = h.gather(1, sot[:, None, None].expand(-1, 1, h.shape[-1]))[:, 0]        # [B, d]
+    sess.no_speech.copy_(decoder.logits(at_sot).softmax(dim=-1)[:, sess.no_speech_id])
+    select(sess, decoder.logits(h[:, -1]), sample)
+
+
+def encode(model: Whisper, mel: Tensor, cache: StaticKVCache) -> None:
+    """Encoder states of `mel` [n, n_mels, 3000] -> cross k/v of rows :n of `cache`."""
+    model.decoder.fill_cross(model.encoder(mel), cache)
+
+
 def decode_one(decoder: Decoder, sess: Session, sample: bool = True) -> None:
     """Feed each row's last token at slot `pos`, then select the next one."""
     logits = decoder(sess.hist[:, 1:], sess.pos, sess.cache)[:, 0]  # [B, V]
@@ -128,18 +175,16 @@ def decode_one_sampling(decoder: Decoder, sess: Session) -> None:
     decode_one(decoder, sess, sample=True)
 
 
-_compiled: dict[tuple[str, bool], object] = {}
+def compile_for(fn: Callable, device: torch.device, *key) -> Callable:
+    """`fn` compiled for one shape `key` (e.g. batch bucket, prompt bucket): CUDA graphs on CUDA
+    (`reduce-overhead`), inductor (mode "default") elsewhere; `fullgraph`, static shapes.
 
-
-def compiled_step(device: torch.device, enabled: bool, sample: bool):
-    """The step, compiled once per process, mode and variant (greedy / sampling): CUDA graphs on CUDA,
-    inductor (mode "default") on CPU; eager when not `enabled`."""
-    fn = decode_one_sampling if sample else decode_one_greedy
-    if not enabled:
-        return fn
+    Each call compiles its own copy of `fn`'s code object: dynamo keeps compiled code per code object, so a
+    second bucket (or a second model) on one code object would be a recompile and count against its cache
+    limit. The owner (`Engine.compiled`) keeps one per model and key: every compile is a first compile,
+    and `error_on_recompile` catches only real recompiles."""
     mode = "reduce-overhead" if device.type == "cuda" else "default"
-    if (mode, sample) not in _compiled:
-        cfg = torch._dynamo.config
-        cfg.cache_size_limit = max(cfg.cache_size_limit, 64)  # one graph per batch bucket
-        _compiled[mode, sample] = torch.compile(fn, mode=mode, fullgraph=True, dynamic=False)
-    return _compiled[mode, sample]
+    name = "_".join([fn.__name__, *map(str, key)])
+    copy = types.FunctionType(fn.__code__.replace(co_name=name), fn.__globals__, name, fn.__defaults__,
+                              fn.__closure__)
+    return torch.compile(copy, mode=mode, fullgraph=True, dynamic=False)
