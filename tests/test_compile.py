@@ -56,3 +56,38 @@ def test_no_recompiles_within_a_bucket(compiled):
         assert "fellow Americans" in r[1].text and len(r[0].segments) >= 4
     finally:
         cfg.error_on_recompile = old
+
+
+def test_compiled_prefill_equals_eager(tiny_en):
+    """The prefill CUDA compiles per prompt bucket, compiled here by inductor (CPU runs it eagerly): one
+    fullgraph over the packed rows, leaving the session as eager does — first tokens, flags, caps,
+    temperatures, no-speech probabilities and the prompt's k/v."""
+    from whisperfast.audio import load_audio
+    from whisperfast.decode.greedy import Row
+    from whisperfast.decode.step import compile_for, prefill
+    from whisperfast.features import short_form_features
+
+    e, tok = tiny_en.engine, tiny_en.tokenizer
+    head = [tok.sot_prev, *tok.encode(" Ask not what your country")]
+    rows = [Row(tuple(head + tok.sot_sequence()), len(head), 0.0, True, 0), None,
+            Row(tuple(tok.sot_sequence(timestamps=False)), 0, 0.7, False, 5)]
+    sess = e.session(4, e.sample_len)
+    mel = short_form_features([load_audio(clip(c)) for c in ("jfk.flac", "ru.wav", "LDC93S1.wav")], 80)
+    packed, _ = e.pack(sess, rows)
+
+    def run(fn) -> dict:
+        with torch.no_grad():
+            e.encode(mel, sess)
+            fn(tiny_en.model.decoder, sess, packed, True)
+        return {k: v.clone() for k, v in sess.named_buffers() if not k.startswith("cache.") or k in ("cache.self_k_3", "cache.offset")}
+
+    eager, comp = run(prefill), run(compile_for(prefill, torch.device("cpu"), "test"))
+    assert eager.keys() == comp.keys()
+    for k in eager:
+        if eager[k].is_floating_point():  # fp32 log-softmax over 51,864 logits (|l| ~ 20), fused differently
+            assert (eager[k] - comp[k]).abs().max() < 1e-4, k
+        else:
+            assert torch.equal(eager[k], comp[k]), k
+    assert eager["done"].tolist() == [False, True, False, True] and eager["ts_on"].tolist()[:3] == [True, False, False]
+    assert eager["temperature"].tolist() == [0.0, 0.0, pytest.approx(0.7), 0.0]
+    assert 0 < float(eager["no_speech"][0]) < 1 and int(eager["step"]) == 1
