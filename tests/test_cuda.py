@@ -54,12 +54,47 @@ def models(ckpt):
             for dt in ("float32", "float16") for c in (False, True)}
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
+NEAR_TIE = 0.25  # fp16 logits (|l| ~ 10-30, ulp 0.008-0.016): inductor keeps fp32 intermediates where eager
+#                  rounds each op to fp16, a few tenths of a logit at most over 4 layers
+
+
+def margin_where_they_differ(m, path: str, a: list[int], b: list[int], timestamps: bool) -> float:
+    """|logit(a_k) - logit(b_k)| of the eager model at the first position k where `a` and `b` part."""
+    from whisperfast.audio import load_audio
+    from whisperfast.features import short_form_features
+
+    eot = m.tokenizer.eot
+    a, b = a + [eot], b + [eot]
+    k = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+    seq = torch.tensor([m.tokenizer.sot_sequence(None, "transcribe", timestamps) + a[:k]], device="cuda")
+    dec = m.model.decoder
+    with torch.no_grad():
+        xa = m.model.encoder(short_form_features([load_audio(path)], m.config.n_mels).to("cuda", m.model.dtype))
+        cache = dec.new_cache(1, seq.shape[1], xa.shape[1], dtype=xa.dtype, device=xa.device)
+        dec.fill_cross(xa, cache)
+        logits = dec(seq, torch.arange(seq.shape[1], device="cuda"), cache)[0, -1].float()
+    return abs(float(logits[a[k]] - logits[b[k]]))
+
+
 @pytest.mark.parametrize("without_timestamps", [False, True])
-def test_compiled_equals_eager(models, dtype, without_timestamps):
-    eager = models[dtype, False].decode(THREE, without_timestamps=without_timestamps)
-    comp = models[dtype, True].decode(THREE, without_timestamps=without_timestamps)
+def test_compiled_equals_eager_fp32(models, without_timestamps):
+    eager = models["float32", False].decode(THREE, without_timestamps=without_timestamps)
+    comp = models["float32", True].decode(THREE, without_timestamps=without_timestamps)
     assert [r.tokens for r in comp] == [r.tokens for r in eager]
+    assert "fellow Americans" in comp[0].text
+
+
+@pytest.mark.parametrize("without_timestamps", [False, True])
+def test_compiled_agrees_with_eager_fp16_but_at_near_ties(models, without_timestamps):
+    """fp16: the same tokens, except where the eager model's two candidates are within NEAR_TIE; every
+    difference is printed with its margin (a report, not a stop: the other checks still run)."""
+    m = models["float16", False]
+    eager = m.decode(THREE, without_timestamps=without_timestamps)
+    comp = models["float16", True].decode(THREE, without_timestamps=without_timestamps)
+    margins = [margin_where_they_differ(m, path, e.tokens, c.tokens, not without_timestamps)
+               for path, e, c in zip(THREE, eager, comp) if e.tokens != c.tokens]
+    print(f"fp16 compiled vs eager: {len(margins)} of {len(THREE)} rows differ; margins {margins}")
+    assert all(x <= NEAR_TIE for x in margins), margins
     assert "fellow Americans" in comp[0].text
 
 
@@ -82,7 +117,6 @@ def test_no_recompiles(models):
 def test_no_host_sync_inside_the_step(models, temperature):
     from whisperfast.audio import load_audio
     from whisperfast.decode.greedy import Row
-    from whisperfast.decode.step import compiled_step
     from whisperfast.features import short_form_features
 
     m, sample = models["float16", True], temperature > 0
@@ -90,16 +124,17 @@ def test_no_host_sync_inside_the_step(models, temperature):
     mel = short_form_features([load_audio(c) for c in THREE], m.config.n_mels)
     m.decode(THREE, temperature=temperature)  # captured
     sess = e.session(3, e.sample_len)
-    e.encode(mel, sess)
-    e.prefill(sess, [Row((m.tokenizer.sot,), 0, temperature, True)] * 3, "-1", True, sample)
-    step = compiled_step(e.device, True, sample)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(24):
-            step(m.model.decoder, sess)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    with torch.no_grad():  # as the engine calls it: grad mode is part of dynamo's guards
+        e.encode(mel, sess)
+        e.prefill(sess, [Row((m.tokenizer.sot,), 0, temperature, True)] * 3, "-1", True, sample)
+        step = e.step_fn(sess, sample)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(24):
+                step(m.model.decoder, sess)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
     assert int(sess.step) == 25
 
 
