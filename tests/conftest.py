@@ -98,10 +98,8 @@ def process_state() -> dict:
                 cwd=os.getcwd(), environ={k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"})
 
 
-# Changed on purpose, once per process, by the first compile rather than by a test: whisperfast/decode/step.py
-# raises dynamo's recompile limit to 64 (one graph per batch bucket), and inductor hands its workers a private
-# environment variable.
-ONCE_PER_PROCESS = ("dynamo.recompile_limit", "$_TORCHINDUCTOR_")
+# Set once per process by torch's first compile, not by a test: inductor hands its workers a private variable.
+ONCE_PER_PROCESS = ("$_TORCHINDUCTOR_",)
 
 
 def state_changes(before: dict, after: dict) -> dict:
