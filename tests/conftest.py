@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import settings
 
 HERE = Path(__file__).parent
@@ -18,6 +19,10 @@ DATA = HERE / "data"
 FIXTURES = HERE / "fixtures"
 os.environ.setdefault("WHISPERFAST_CACHE", str(HERE / ".models"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # these machines have no hub: fail fast, use packaged weights
+# openai-whisper's DTW is numba `parallel=True`: the first call launches numba's OpenMP pool, which sets the
+# process's OpenMP thread count, torch's included, to NUMBA_NUM_THREADS (every logical CPU by default). Matching
+# torch's count keeps OMP_NUM_THREADS / torch's default in force after the first word-timing test.
+os.environ.setdefault("NUMBA_NUM_THREADS", str(torch.get_num_threads()))
 # Hypothesis keeps no example database (it would sit in the working directory and replay that machine's past
 # failures first); under CI each test draws from a fixed seed, so every machine tries the same examples.
 settings.register_profile("whisperfast", database=None)
@@ -88,7 +93,6 @@ def base(base_dir):
 def process_state() -> dict:
     """What one test could change for every later one: thread counts, default dtype, grad mode, matmul precision,
     dynamo's config, the working directory and the environment (set these with monkeypatch, which undoes them)."""
-    import torch
     import torch._dynamo  # imported before the first look: its import sets TORCHINDUCTOR_CACHE_DIR
 
     return dict(threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(),
@@ -123,8 +127,6 @@ def leaves_no_global_state():
 
 
 def pytest_collection_modifyitems(config, items):
-    import torch
-
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA")
