@@ -38,6 +38,7 @@ class Beams(nn.Module):
         self.register_buffer("score", torch.zeros(W, size + 1, device=dev), persistent=False)  # float32
         self.register_buffer("length", torch.zeros(W, size + 1, dtype=torch.long, device=dev), persistent=False)
         self.register_buffer("n", torch.zeros(W, dtype=torch.long, device=dev), persistent=False)
+        self.register_buffer("src", torch.arange(B, device=dev), persistent=False)  # [B] row each beam came from
         rows = torch.arange(B, device=dev)
         self.register_buffer("cand_row", rows.repeat_interleave(K + 1).view(W, K * (K + 1)), persistent=False)
         self.register_buffer("slots", torch.arange(K, device=dev), persistent=False)
@@ -86,6 +87,7 @@ def update(sess: Session, beams: Beams, logits: Tensor) -> None:
     tok = torch.where(frozen[:, None], sess.eot, ids.gather(1, live)).view(-1)
     sess.sum_logprob.copy_(torch.where(frozen[:, None], sess.sum_logprob.view(W, K), scores.gather(1, live)).view(-1))
     follow(sess, src, tok)
+    beams.src.copy_(src)
     full = (beams.n >= beams.size) | frozen | (sess.step + 1 >= sess.cap.view(W, K)[:, 0])
     sess.done.copy_(full.repeat_interleave(K))
     sess.step.add_(1)
@@ -106,12 +108,17 @@ def pool(sess: Session, beams: Beams, finished: Tensor, scores: Tensor, rows: Te
 
 
 def follow(sess: Session, src: Tensor, tok: Tensor) -> None:
-    """Row b continues the sequence of row src[b] with token tok[b]: history, rule state and self k/v."""
+    """Row b continues the sequence of row src[b] with token tok[b]: history and rule state."""
     sess.out.copy_(sess.out.index_select(0, src))
     sess.out.index_copy_(1, sess.step.view(1), tok[:, None])
     sess.hist.copy_(torch.stack([sess.hist.index_select(0, src)[:, 1], tok], dim=1))
     sess.max_ts.copy_(torch.where(tok >= sess.ts_begin, tok, sess.max_ts.index_select(0, src)))
-    cache = sess.cache
+
+
+def reorder(sess: Session, beams: Beams) -> None:
+    """The self-attention k/v follow the beams: row b <- row src[b], every layer (its own compiled unit: in
+    one graph with the step's cache write, inductor ordered the two writes of a buffer wrongly on CPU)."""
+    src, cache = beams.src, sess.cache
     for i in range(cache.n_layer):
         for kind in ("self_k", "self_v"):
             buf = cache.layer(kind, i)
@@ -154,14 +161,19 @@ def run_beams(engine: Engine, sess: Session, rows: list[Row | None], beam_size: 
     sess.begin.copy_(begin)
     packed, n_steps = engine.pack(sess, expanded)
     packed = packed.to(engine.device)
-    engine.compiled(beam_prefill, sess.batch, sess.sample_len, K, beams.size, packed.shape[1])(
-        engine.model.decoder, sess, beams, packed)
+    prefill = beam_prefill  # compiled on CUDA only, as step.prefill
+    if engine.device.type == "cuda":
+        prefill = engine.compiled(beam_prefill, sess.batch, sess.sample_len, K, beams.size, packed.shape[1])
+    prefill(engine.model.decoder, sess, beams, packed)
     step = engine.compiled(beam_step, sess.batch, sess.sample_len, K, beams.size)
+    follow_kv = engine.compiled(reorder, sess.batch, sess.sample_len, K, beams.size)
+    follow_kv(sess, beams)
     every = 8 if engine.device.type == "cuda" else 1
     for i in range(1, n_steps):
         if i % every == 0 and bool(sess.done.all()):  # the loop's only host sync
             break
         step(engine.model.decoder, sess, beams)
+        follow_kv(sess, beams)
     results: list[RowOutput | None] = []
     for w, r in enumerate(rows):
         if r is None:

@@ -11,6 +11,9 @@ bucket is a first compile and never a recompile):
   decode_one_greedy / decode_one_sampling   per batch bucket: the per-token step (the hot loop)
   prefill                                   per batch bucket x prompt bucket, CUDA only: once per window,
                                             but ~40 kernels per layer are launch-bound at batch 1 in eager
+  beam.beam_step, beam.reorder,             per batch bucket x beam size x pool size (+ prompt bucket, CUDA
+  beam.beam_prefill                         only, for the prefill): the step with the beam update, then
+                                            the self k/v following the beams (two graphs: see reorder)
 Not compiled: `encode` (the encoder + cross k/v fill, once per window, cuBLAS/SDPA-bound; its time is in
 bench/gpu_throughput.py's breakdown).
 """

@@ -2,7 +2,9 @@
 
 The batch is fixed: rows that need a fallback are re-decoded at the next temperature in the same
 session (the others sit idle), reusing the cross k/v of their windows, so nothing is re-encoded and a
-compiled bucket is reused.
+compiled bucket is reused. Each temperature decodes with `options.at_temperature(t)` (whisper.transcribe's
+decode_with_fallback): K beams at T = 0, best_of samples at T > 0, each a group of rows per window in a
+session of bucket x group rows, whose cross k/v are copied from the encoded rows (`regroup`).
 """
 
 from __future__ import annotations
