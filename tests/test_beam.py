@@ -105,6 +105,16 @@ def test_batched_beams_equal_each_alone(tiny_en, ours_alone, audios):
         assert r.sum_logprob == pytest.approx(alone.sum_logprob, rel=0, abs=TOL)
 
 
+def test_decode_with_beams_ignores_the_temperature_as_openai(tiny_en, openai_model, ours_alone, audios):
+    """openai's decode() searches with beam_size at any temperature (no sampling, no temperature scaling)."""
+    mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audios["jfk.flac"]))
+    ref = whisper.decode(openai_model, mel, whisper.DecodingOptions(beam_size=5, temperature=0.5, language="en",
+                                                                    fp16=False))
+    got = tiny_en.decode(audios["jfk.flac"], beam_size=5, temperature=0.5)
+    assert got.tokens == ref.tokens == ours_alone("jfk.flac", None, None).tokens
+    assert got.temperature == 0.5
+
+
 def test_beam_size_1_is_greedy(tiny_en, audios):
     names = ["jfk.flac", "LDC93S1.wav", "sonnet001.mp3"]
     greedy = tiny_en.decode([audios[n] for n in names])

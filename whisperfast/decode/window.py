@@ -88,9 +88,10 @@ def decode_windows(engine: Engine, mel: Tensor, options: DecodingOptions, *,
                    needs_fallback: Callable[[DecodingResult], bool] | None = None,
                    batch: int | None = None) -> list[DecodingResult]:
     """Decode each row of `mel` [n, n_mels, 3000]; a row is re-decoded at the next temperature while
-    `needs_fallback(result)`; the last result is kept if every temperature fails. Each temperature takes
-    `options.at_temperature(t)` (beams at T = 0, best_of at T > 0); afterwards `engine.encoded` holds the
-    windows' cross k/v in rows :n again."""
+    `needs_fallback(result)`; the last result is kept if every temperature fails. With a schedule, each
+    temperature takes `options.at_temperature(t)` (beams at T = 0, best_of at T > 0); without one, `options`
+    as given (openai's decode(): beam_size searches at any temperature). Afterwards `engine.encoded` holds
+    the windows' cross k/v in rows :n again."""
     n = mel.shape[0]
     temps = tuple(temperatures) if temperatures is not None else (options.temperature,)
     prompts = list(prompts) if prompts is not None else [None] * n
@@ -104,7 +105,7 @@ def decode_windows(engine: Engine, mel: Tensor, options: DecodingOptions, *,
     results: list[DecodingResult | None] = [None] * n
     pending, g = list(range(n)), 1
     for t in temps:
-        o = options.at_temperature(t)
+        o = options.at_temperature(t) if temperatures is not None else options  # decode(): as given (openai)
         if group_of(o) != g:
             new = engine.session(max(n, batch or 0), sample_len, group_of(o))
             regroup(sess, g, new, group_of(o), n)
