@@ -152,7 +152,8 @@ def finalize(sess: Session, beams: Beams, w: int, eot: int) -> list[tuple[list[i
 
 def run_beams(engine: Engine, sess: Session, rows: list[Row | None], beam_size: int, patience: float | None,
               length_penalty: float | None, suppress_tokens, suppress_blank: bool) -> list[RowOutput | None]:
-    """Beam-search one window per row (rows w*K.. of `sess` hold window w's cross k/v)."""
+    """Beam-search one window per row (rows w*K.. of `sess` hold window w's cross k/v). The temperature of
+    the rows is not read (openai's beam search neither samples nor scales), nor is repetition_guard."""
     K = beam_size
     beams = pool_of(engine, sess, K, round(K * (patience or 1.0)))
     expanded = [r for r in rows for _ in range(K)]
