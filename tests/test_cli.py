@@ -108,7 +108,9 @@ def test_output_destinations():
     (["a.wav", "--max_line_width", "40"], "--max_line_width requires --word_timestamps True"),
     (["a.wav", "--batch_size", "0"], "--batch_size"),
     (["a.wav", "--verbose=maybe"], "--verbose"),
-    (["a.wav", "--beam_size", "5"], "unrecognized arguments: --beam_size"),
+    (["a.wav", "--beam_size", "0"], "beam_size must be None or an int >= 1"),
+    (["a.wav", "--length_penalty", "2"], "length_penalty"),
+    (["a.wav", "--patience", "2", "--beam_size", "None"], "patience requires beam_size"),
     ([], "the following arguments are required: audio"),
 ])
 def test_usage_errors_exit_2(capsys, argv, message):

@@ -367,8 +367,8 @@ NAN = float("nan")
     (dict(logprob_threshold=NAN), "logprob_threshold"), (dict(no_speech_threshold=[0.5]), "no_speech_threshold"),
     (dict(batch_size=0), "batch_size"), (dict(batch_size=-1), "batch_size"), (dict(batch_size=1.5), "batch_size"),
     (dict(on_error="ignore"), "on_error"), (dict(sample_len=0), "sample_len"),
-    (dict(beam_size=5), "unknown option(s) beam_size (this engine decodes greedily"),
-    (dict(best_of=5, patience=1.0), "unknown option(s) best_of, patience"),
+    (dict(beam_size=0), "beam_size must be None or an int >= 1"), (dict(length_penalty=1.5), "length_penalty"),
+    (dict(patience=2.0), "patience requires beam_size"), (dict(beams=5), "unknown option(s) beams"),
 ])
 def test_transcribe_options(tiny_en, kwargs, match):
     with pytest.raises(OptionError, match=re.escape(match)):
@@ -378,7 +378,13 @@ def test_transcribe_options(tiny_en, kwargs, match):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(language="xx"), "unknown language 'xx'"), (dict(task="summarize"), "task"),
     (dict(temperature=NAN), "temperature"), (dict(temperature="0.5"), "temperature"),
-    (dict(sample_len=-1), "sample_len"), (dict(beam_size=5), "unknown option(s) beam_size"),
+    (dict(sample_len=-1), "sample_len"), (dict(beams=5), "unknown option(s) beams"),
+    (dict(beam_size=5, best_of=5, temperature=0.5), "beam_size and best_of can't be given together"),
+    (dict(best_of=5), "best_of with greedy sampling (T=0) is not compatible"),
+    (dict(patience=2.0), "patience requires beam_size"), (dict(beam_size=0), "beam_size must be"),
+    (dict(beam_size=True), "beam_size must be"), (dict(best_of=2.5, temperature=0.5), "best_of must be"),
+    (dict(length_penalty=-0.1), "length_penalty"), (dict(length_penalty=1.01), "length_penalty"),
+    (dict(beam_size=1, patience=0.4), "keeps no finished candidate"),
     (dict(prompt=123), "prompt must be a str"),
 ])
 def test_decode_options(tiny_en, kwargs, match):

@@ -12,7 +12,7 @@ import torch
 from .audio import load_audio
 from .decode.greedy import Engine
 from .decode.language import detect_language
-from .decode.options import DecodingOptions, DecodingResult, check_task
+from .decode.options import DecodingOptions, DecodingResult, check_task, verify
 from .decode.window import decode_windows
 from .errors import ModelLoadError, OptionError
 from .features import short_form_features
@@ -49,9 +49,7 @@ def check_options(where: str, given: dict, accepted) -> None:
     """OptionError naming any keyword in `given` that `where` does not take (not a TypeError from deep inside)."""
     unknown = sorted(set(given) - set(accepted))
     if unknown:
-        greedy = " (this engine decodes greedily: no beam search)" if {"beam_size", "best_of", "patience"} & set(
-            unknown) else ""
-        raise OptionError(f"{where}: unknown option(s) {', '.join(unknown)}{greedy}; "
+        raise OptionError(f"{where}: unknown option(s) {', '.join(unknown)}; "
                           f"it takes {', '.join(sorted(accepted))}")
 
 
@@ -99,6 +97,7 @@ class WhisperModel:
         items = list(audio) if batch else [audio]
         opts = DecodingOptions(task=task, language=language, temperature=temperature,
                                without_timestamps=without_timestamps, **options)
+        verify(opts)  # openai's decode() checks: no best_of at T = 0, not with beam_size; patience needs beams
         mel = short_form_features([load_audio(a) for a in items], self.config.n_mels)
         results = decode_windows(self.engine, mel, opts, prompts=[prompt] * len(items))
         return results if batch else results[0]

@@ -4,9 +4,9 @@ Option names, defaults and output files follow `whisper` (its transcribe.py `cli
 moves over by changing the program name. Beyond `whisper`: `--dtype`, `--batch_size`, `--compile`,
 `--without_timestamps`, `--on_error`, `--seed`, `--stdout` (same as `--output_dir -`: print one format instead of
 writing files), every `--option_name` may be spelled `--option-name`, and a True/False option given
-with no value means True. The default model is tiny.en; whisper's beam search, best_of,
-and clip_timestamps are not offered (this engine decodes greedily); `--repetition_guard N` stops a
-window whose last N tokens loop one n-gram.
+with no value means True. The default model is tiny.en; `--beam_size 5 --best_of 5` are whisper's defaults
+(beams at temperature 0, best-of-5 sampling on fallback; the Python API stays greedy unless asked);
+clip_timestamps is not offered; `--repetition_guard N` stops a window whose last N tokens loop one n-gram.
 
 stdout carries only transcripts: with no --output_dir the text of each file is printed as well as
 written, and with --output_dir - the chosen format is printed; progress and --verbose segment lines go to
@@ -29,11 +29,12 @@ import threading
 
 import numpy as np
 
+from .decode.options import DecodingOptions
 from .errors import AudioError, OptionError, WhisperfastError
 from .writers import FORMATS, WRITERS, get_writer
 
 WORD_OPTIONS = ("highlight_words", "max_line_count", "max_line_width", "max_words_per_line")
-UNSUPPORTED_WHISPER_OPTIONS = ("best_of", "beam_size", "patience", "length_penalty", "clip_timestamps")
+UNSUPPORTED_WHISPER_OPTIONS = ("clip_timestamps",)
 
 
 def str2bool(string: str) -> bool:
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--task", type=str, default="transcribe", choices=["transcribe", "translate"], help="whether to perform X->X speech recognition ('transcribe') or X->English translation ('translate')")
     a("--language", type=optional_str, default=None, help="language spoken in the audio (code or name), or None to detect it")
     a("--temperature", type=float, default=0, help="temperature to use for sampling")
+    a("--best_of", type=optional_int, default=5, help="number of candidates when sampling with non-zero temperature")
+    a("--beam_size", type=optional_int, default=5, help="number of beams in beam search, only applicable when temperature is zero")
+    a("--patience", type=float, default=None, help="optional patience value to use in beam decoding, as in https://arxiv.org/abs/2204.05424, the default (1.0) is equivalent to conventional beam search")
+    a("--length_penalty", type=float, default=None, help="optional token length penalty coefficient (alpha) as in https://arxiv.org/abs/1609.08144, uses simple length normalization by default")
     a("--suppress_tokens", type=str, default="-1", help="comma-separated list of token ids to suppress during sampling; '-1' will suppress most special characters except common punctuations")
     a("--initial_prompt", type=str, default=None, help="optional text to provide as a prompt for the first window.")
     a("--carry_initial_prompt", type=str2bool, default=False, help="if True, prepend initial_prompt to every window's prompt")
@@ -156,6 +161,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      f"not {args.suppress_tokens!r}")
     try:
         args.temperatures = temperatures(args.temperature, args.temperature_increment_on_fallback)
+        search = DecodingOptions(beam_size=args.beam_size, best_of=args.best_of, patience=args.patience,
+                                 length_penalty=args.length_penalty)
+        for t in args.temperatures:  # whisper checks each fallback temperature's options as it decodes
+            search.at_temperature(t)
     except OptionError as e:
         parser.error(str(e))
     return args
@@ -183,7 +192,8 @@ def transcribe_options(args: argparse.Namespace) -> dict:
               no_speech_threshold=args.no_speech_threshold, condition_on_previous_text=args.condition_on_previous_text,
               initial_prompt=args.initial_prompt, carry_initial_prompt=args.carry_initial_prompt,
               without_timestamps=args.without_timestamps, batch_size=args.batch_size, on_error=args.on_error,
-              verbose=args.verbose)
+              verbose=args.verbose, best_of=args.best_of, beam_size=args.beam_size, patience=args.patience,
+              length_penalty=args.length_penalty)
     if args.word_timestamps:
         kw.update(word_timestamps=True, prepend_punctuations=args.prepend_punctuations,
                   append_punctuations=args.append_punctuations,

@@ -82,6 +82,8 @@ def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2,
     options = DecodingOptions(task=task, language=language, temperature=temps[0],
                               without_timestamps=without_timestamps, **decode_options)
     check_task(options.task, model.config, model.tokenizer.multilingual)
+    for t in temps:  # decode_with_fallback's options at each temperature pass openai's checks
+        options.at_temperature(t)
     words = None
     if word_timestamps:
         if strategy != "sequential":

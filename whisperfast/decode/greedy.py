@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..model.whisper import Whisper
 from ..tokenizer import Tokenizer
@@ -31,10 +31,12 @@ class Row:
     temperature: float = 0.0
     timestamps: bool = True
     seed: int = 0             # base seed of the sampling noise (the row's own seed also hashes its prompt)
+    sample: int = 0           # which of a window's best_of samples (copies of one window draw apart)
 
     def noise_seed(self) -> int:
-        """32 bits from (seed, temperature, prompt): what the row decodes, not where it sits in the batch."""
-        return zlib.crc32(struct.pack(f"<qd{len(self.prompt)}q", self.seed, self.temperature, *self.prompt))
+        """32 bits from (seed, temperature, prompt, sample): what the row decodes, not where it sits."""
+        h = zlib.crc32(struct.pack(f"<qd{len(self.prompt)}q", self.seed, self.temperature, *self.prompt))
+        return zlib.crc32(struct.pack("<q", self.sample), h) if self.sample else h
 
 
 @dataclass
@@ -64,9 +66,11 @@ class Engine:
         self.encoded: Session | None = None  # the session whose cross k/v hold the last encoded windows
         self._masks: dict[tuple, tuple[Tensor, Tensor]] = {}
         self._compiled: dict[tuple, Callable] = {}
+        self.beam_pools: dict[tuple, nn.Module] = {}  # (session id, K, size) -> beam.Beams
 
-    def session(self, n: int, sample_len: int) -> Session:
-        key = (bucket(n), sample_len)
+    def session(self, n: int, sample_len: int, group: int = 1) -> Session:
+        """The session of n windows' bucket, `group` rows per window (beams or best_of samples)."""
+        key = (bucket(n) * group, sample_len)
         if key not in self.sessions:
             self.sessions[key] = Session(self.model.decoder, self.model.config, self.tok, key[0], sample_len,
                                          dtype=self.dtype, device=self.device)
@@ -103,14 +107,14 @@ class Engine:
     @torch.no_grad()
     def run(self, mel: Tensor | None, rows: list[Row | None], *, sample_len: int, suppress_tokens="-1",
             suppress_blank: bool = True, batch: int | None = None,
-            repetition_guard: int | None = None) -> list[RowOutput | None]:
+            repetition_guard: int | None = None, sess: Session | None = None) -> list[RowOutput | None]:
         """Decode one window per row; `None` rows sit idle (done from the start).
 
         mel: [n, n_mels, 3000] for the rows, or None to reuse the cross k/v already in the session (a
         fallback re-decode of some rows of the same windows). `batch` pins the bucket (default: n rows).
         repetition_guard: stop a row whose last N tokens loop one n-gram (checked at the host checks).
-        """
-        sess = self.session(max(len(rows), batch or 0), sample_len)
+        `sess`: the session to run in (default: the bucket of `batch` or the rows)."""
+        sess = sess or self.session(max(len(rows), batch or 0), sample_len)
         if mel is not None:
             self.encode(mel, sess)
         sample = any(r is not None and r.temperature > 0 for r in rows)

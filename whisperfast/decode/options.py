@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import OptionError
 from ..tokenizer import TASKS, normalize_language
@@ -22,6 +22,10 @@ class DecodingOptions:
     suppress_blank: bool = True
     repetition_guard: int | None = None    # stop a window whose last N tokens loop one n-gram (N >= 8)
     seed: int = 0                          # sampling (temperature > 0) is a function of the seed and the input
+    beam_size: int | None = None           # beams at T = 0 (None: greedy)
+    best_of: int | None = None             # independent samples at T > 0, the ranker picks one
+    patience: float | None = None          # beam search stops a window at round(beam_size * patience) finished
+    length_penalty: float | None = None    # ranker: None = sum_logprob / length; a: / ((5 + length) / 6) ** a
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -36,6 +40,41 @@ class DecodingOptions:
             raise OptionError(f"seed must be an int in [0, 2**63), not {self.seed!r}")
         if self.sample_len is not None and not (isinstance(self.sample_len, int) and self.sample_len > 0):
             raise OptionError(f"sample_len must be a positive int, not {self.sample_len!r}")
+        check_search(self)
+
+    def at_temperature(self, t: float) -> DecodingOptions:
+        """whisper.transcribe's decode_with_fallback: beams (beam_size, patience) only at T = 0, best_of only
+        at T > 0; the result passes openai's checks (`verify`)."""
+        o = replace(self, temperature=t, beam_size=None, patience=None) if t > 0 else replace(
+            self, temperature=t, best_of=None)
+        return verify(o)
+
+
+def check_search(o: DecodingOptions) -> None:
+    """Types and ranges of the search options (each on its own; `verify` checks how they combine)."""
+    for name in ("beam_size", "best_of"):
+        v = getattr(o, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise OptionError(f"{name} must be None or an int >= 1, not {v!r}")
+    p, a = o.patience, o.length_penalty
+    if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p <= 0):
+        raise OptionError(f"patience must be None or a number > 0, not {p!r}")
+    if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1):
+        raise OptionError(f"length_penalty (alpha) must be None or a number between 0 and 1, not {a!r}")
+    if o.beam_size is not None and round(o.beam_size * (p or 1.0)) < 1:
+        raise OptionError(f"beam_size {o.beam_size} with patience {p} keeps no finished candidate; "
+                          "use beam_size * patience >= 0.5")
+
+
+def verify(o: DecodingOptions) -> DecodingOptions:
+    """openai-whisper's DecodingTask._verify_options, as OptionError."""
+    if o.beam_size is not None and o.best_of is not None:
+        raise OptionError("beam_size and best_of can't be given together (beams at T = 0, best_of at T > 0)")
+    if o.temperature == 0 and o.best_of is not None:
+        raise OptionError("best_of with greedy sampling (T=0) is not compatible; give a temperature > 0")
+    if o.patience is not None and o.beam_size is None:
+        raise OptionError("patience requires beam_size to be given")
+    return o
 
 
 def check_task(task: str, config, multilingual: bool) -> None:

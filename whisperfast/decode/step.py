@@ -11,6 +11,9 @@ bucket is a first compile and never a recompile):
   decode_one_greedy / decode_one_sampling   per batch bucket: the per-token step (the hot loop)
   prefill                                   per batch bucket x prompt bucket, CUDA only: once per window,
                                             but ~40 kernels per layer are launch-bound at batch 1 in eager
+  beam.beam_step, beam.reorder,             per batch bucket x beam size x pool size (+ prompt bucket, CUDA
+  beam.beam_prefill                         only, for the prefill): the step with the beam update, then
+                                            the self k/v following the beams (two graphs: see reorder)
 Not compiled: `encode` (the encoder + cross k/v fill, once per window, cuBLAS/SDPA-bound; its time is in
 bench/gpu_throughput.py's breakdown).
 """
@@ -82,9 +85,7 @@ def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
 
     `sample` (a constant per compiled function, not a tensor): False when every row is greedy, which
     skips drawing the noise."""
-    logits = logits + sess.suppress + torch.where(sess.step == 0, sess.begin, 0.0)
-    logits = timestamp_rules(logits, sess.step, sess.hist[:, 1], sess.hist[:, 0], sess.max_ts, sess.ts_on, sess.vocab,
-                             eot=sess.eot, no_ts=sess.no_ts, ts_begin=sess.ts_begin, max_initial=sess.max_initial)
+    logits = rules(sess, logits)
     logprobs = torch.log_softmax(logits, dim=-1)
     tok = draw(logits, sess.temperature, sess.seed, sess.step, sess.vocab_key) if sample else logits.argmax(dim=-1)
     tok = torch.where(sess.done, sess.eot, tok)                                  # [B]
@@ -97,6 +98,13 @@ def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
     sess.max_ts.copy_(torch.where(tok >= sess.ts_begin, tok, sess.max_ts))
     sess.done.copy_(sess.done | (tok == sess.eot) | (sess.step + 1 >= sess.cap))
     sess.step.add_(1)
+
+
+def rules(sess: Session, logits: Tensor) -> Tensor:  # [B, V] float32 -> [B, V] with -inf where banned
+    """openai-whisper's logit filters in its order: suppress blank (first step), suppress tokens, timestamps."""
+    logits = logits + sess.suppress + torch.where(sess.step == 0, sess.begin, 0.0)
+    return timestamp_rules(logits, sess.step, sess.hist[:, 1], sess.hist[:, 0], sess.max_ts, sess.ts_on, sess.vocab,
+                           eot=sess.eot, no_ts=sess.no_ts, ts_begin=sess.ts_begin, max_initial=sess.max_initial)
 
 
 def mulmod32(x: Tensor, c: int) -> Tensor:
@@ -135,6 +143,11 @@ def prefill(decoder: Decoder, sess: Session, packed: Tensor, sample: bool = True
     each row's left-padded prompt, then its offset, sot slot, token cap, noise seed, flags and temperature
     (float32 bits). Resets the state, writes the prompts into the cache, stores the no-speech probability
     and selects the first token."""
+    select(sess, prompt_logits(decoder, sess, packed), sample)
+
+
+def prompt_logits(decoder: Decoder, sess: Session, packed: Tensor) -> Tensor:  # -> [B, V] float32
+    """`prefill` up to the logits of each row's last prompt token (the state reset, no-speech stored)."""
     P = packed.shape[1] - META
     tokens, (offset, sot, cap, seed, flags, tbits) = packed[:, :P], packed[:, P:].unbind(1)  # [B, P], 6 x [B]
     sess.cache.offset.copy_(offset)
@@ -152,7 +165,7 @@ def prefill(decoder: Decoder, sess: Session, packed: Tensor, sample: bool = True
     h = decoder.hidden(tokens, torch.arange(P, device=packed.device), sess.cache)    # [B, P, d]
     at_sot = h.gather(1, sot[:, None, None].expand(-1, 1, h.shape[-1]))[:, 0]        # [B, d]
     sess.no_speech.copy_(decoder.logits(at_sot).softmax(dim=-1)[:, sess.no_speech_id])
-    select(sess, decoder.logits(h[:, -1]), sample)
+    return decoder.logits(h[:, -1])
 
 
 def encode(model: Whisper, mel: Tensor, cache: StaticKVCache) -> None:
@@ -162,9 +175,14 @@ def encode(model: Whisper, mel: Tensor, cache: StaticKVCache) -> None:
 
 def decode_one(decoder: Decoder, sess: Session, sample: bool = True) -> None:
     """Feed each row's last token at slot `pos`, then select the next one."""
+    select(sess, next_logits(decoder, sess), sample)
+
+
+def next_logits(decoder: Decoder, sess: Session) -> Tensor:  # -> [B, V] float32
+    """Feed each row's last token at slot `pos` (and move `pos` on)."""
     logits = decoder(sess.hist[:, 1:], sess.pos, sess.cache)[:, 0]  # [B, V]
     sess.pos.add_(1)
-    select(sess, logits, sample)
+    return logits
 
 
 def decode_one_greedy(decoder: Decoder, sess: Session) -> None:
