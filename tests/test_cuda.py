@@ -159,3 +159,18 @@ def test_sampling_compiled_equals_eager_and_ignores_the_batch(models):
     alone = models["float32", True].decode(THREE[1], temperature=0.7)
     assert alone.tokens == comp[1].tokens
 
+
+def test_compiled_beams_equal_eager_fp32_without_recompiles(models):
+    """CUDA graphs of the beam step and the k/v reorder give eager's tokens (fp32); a second window set and
+    another patience reuse the graphs of their bucket (beam pool sizes 5 and 10 are two first compiles)."""
+    eager, comp = models["float32", False], models["float32", True]
+    for patience in (None, 2.0):
+        want = [r.tokens for r in eager.decode(THREE, beam_size=5, patience=patience)]
+        assert [r.tokens for r in comp.decode(THREE, beam_size=5, patience=patience)] == want
+    cfg = torch._dynamo.config
+    cfg.error_on_recompile = True
+    try:
+        got = comp.decode(THREE[::-1], beam_size=5)
+    finally:
+        cfg.error_on_recompile = False
+    assert [r.tokens for r in got] == [r.tokens for r in eager.decode(THREE[::-1], beam_size=5)]
