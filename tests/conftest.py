@@ -95,10 +95,11 @@ def process_state() -> dict:
     dynamo's config, the working directory and the environment (set these with monkeypatch, which undoes them)."""
     import torch._dynamo  # imported before the first look: its import sets TORCHINDUCTOR_CACHE_DIR
 
+    cfg = torch._dynamo.config  # each option read as a test reads it: a deleted one (delattr) shows
     return dict(threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(),
                 dtype=torch.get_default_dtype(), grad=torch.is_grad_enabled(),
                 deterministic=torch.are_deterministic_algorithms_enabled(),
-                matmul=torch.get_float32_matmul_precision(), dynamo=torch._dynamo.config.get_config_copy(),
+                matmul=torch.get_float32_matmul_precision(), dynamo={k: getattr(cfg, k, "<deleted>") for k in cfg.get_config_copy()},
                 cwd=os.getcwd(), environ={k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"})
 
 

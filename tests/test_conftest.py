@@ -71,13 +71,30 @@ def test_state_changes_sees_what_a_test_could_leak(monkeypatch, tmp_path):
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     monkeypatch.delenv("WHISPERFAST_CACHE")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", not torch._dynamo.config.error_on_recompile)
     torch.set_num_threads(threads + 1)
     torch.set_default_dtype(torch.float64)
     try:
-        changed = state_changes(before, process_state())
+        with torch._dynamo.config.patch(error_on_recompile=not torch._dynamo.config.error_on_recompile):
+            changed = state_changes(before, process_state())
     finally:
         torch.set_num_threads(threads)
         torch.set_default_dtype(torch.float32)
     assert changed.keys() == {"$OMP_NUM_THREADS", "$WHISPERFAST_CACHE", "cwd", "dynamo.error_on_recompile",
                               "threads", "dtype"}
+
+
+def test_state_changes_sees_a_deleted_dynamo_option():
+    """pytest 9's monkeypatch.setattr on torch's config module deletes the option on undo (no instance __dict__
+    entry to restore); later reads raise AttributeError, while get_config_copy() still shows the default."""
+    import torch
+
+    from conftest import process_state, state_changes
+
+    cfg = torch._dynamo.config
+    before = process_state()
+    delattr(cfg, "error_on_recompile")
+    try:
+        changed = state_changes(before, process_state())
+    finally:
+        cfg.error_on_recompile = before["dynamo"]["error_on_recompile"]
+    assert changed == {"dynamo.error_on_recompile": (before["dynamo"]["error_on_recompile"], "<deleted>")}
