@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CLIPS, clip
+from conftest import CLIPS, assert_matches, clip
 
 whisper = pytest.importorskip("whisper", reason="pip install openai-whisper (test-only reference)")
 
@@ -179,11 +179,13 @@ def test_longform_beam_matches_openai(tiny_en, openai_model, audios):
 
 def test_transcribe_batch_of_files_with_beams_and_words(tiny_en):
     """Three files at batch_size 4 with whisper's CLI search defaults and word timestamps: each result (segments,
-    words, times, log-probabilities) exactly as the file transcribed alone; the alignment reads the windows'
-    cross k/v after the beam rows (5 per window) were decoded."""
+    tokens, texts, words, times) exactly as the file transcribed alone, its probabilities within 1e-5; the
+    alignment reads the windows' cross k/v after the beam rows (5 per window) were decoded."""
     names = ["jfk.flac", "LDC93S1.wav", "61-70968-0000.flac"]
     opts = dict(beam_size=5, best_of=5, word_timestamps=True)
     batch = tiny_en.transcribe([clip(n) for n in names], batch_size=4, **opts)
     for name, r in zip(names, batch):
-        assert r.to_dict() == tiny_en.transcribe(clip(name), **opts).to_dict(), name
+        # float32 GEMMs of 20 rows and of 5 take other kernel paths: avg_logprob moved by 1e-7 on one machine
+        assert_matches(r.to_dict(), tiny_en.transcribe(clip(name), **opts).to_dict(),
+                       {"avg_logprob": 1e-5, "no_speech_prob": 1e-5, "probability": 1e-5}, name)
         assert all(s.words and s.temperature == 0.0 for s in r.segments)
