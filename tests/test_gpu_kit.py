@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_gpu_check_dry_run(tmp_path, tiny_en_dir):
-    env = {**os.environ, "OUT": str(tmp_path), "GPU_CHECK_DRY_RUN": "1", "GPU_CHECK_BUDGET": "1500"}
+    env = {**os.environ, "OUT": str(tmp_path), "GPU_CHECK_DRY_RUN": "1", "GPU_CHECK_BUDGET": "1500",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # the script's python3:
+    # this interpreter, whether or not its venv was activated (the dry run pins what it has installed)
     subprocess.run([sys.executable, "bench/gpu_prepare.py"], cwd=ROOT, env=env, check=True, timeout=600)
     done = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=1800)
