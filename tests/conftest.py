@@ -90,6 +90,24 @@ def base(base_dir):
     return whisperfast.load_model(base_dir, device="cpu", dtype="float32")
 
 
+def openai_reference(ckpt: Path, tmp: Path):
+    """openai-whisper (the test-only reference) holding the weights of our checkpoint `ckpt`, exported to its
+    .pt layout, with the checkpoint's alignment heads."""
+    whisper = pytest.importorskip("whisper", reason="pip install openai-whisper (test-only reference)")
+    from weights_tools.openai_ckpt import export_openai
+
+    pt = tmp / f"{ckpt.name}.pt"
+    export_openai(ckpt, pt)
+    model = whisper.load_model(str(pt), device="cpu")
+    model.set_alignment_heads(torch.load(pt, weights_only=True)["alignment_heads"])
+    return model
+
+
+@pytest.fixture(scope="session")
+def openai_tiny_en(tiny_en_dir, tmp_path_factory):
+    return openai_reference(tiny_en_dir, tmp_path_factory.mktemp("openai"))
+
+
 def process_state() -> dict:
     """What one test could change for every later one: thread counts, default dtype, grad mode, matmul precision,
     dynamo's config, the working directory and the environment (set these with monkeypatch, which undoes them)."""

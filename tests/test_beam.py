@@ -24,15 +24,6 @@ TOL = 2e-4
 
 
 @pytest.fixture(scope="module")
-def openai_model(tiny_en_dir, tmp_path_factory):
-    from weights_tools.openai_ckpt import export_openai
-
-    path = tmp_path_factory.mktemp("openai") / "tiny_en.pt"
-    export_openai(tiny_en_dir, path)
-    return whisper.load_model(str(path), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def audios() -> dict[str, np.ndarray]:
     from whisperfast.audio import load_audio
 
@@ -78,10 +69,10 @@ def ours_alone(tiny_en, audios) -> dict:
 
 
 @pytest.mark.parametrize("name", CLIPS)
-def test_beam_matches_openai(openai_model, ours_alone, audios, name):
+def test_beam_matches_openai(openai_tiny_en, ours_alone, audios, name):
     """Every clip, first 30 s, beam 5, patience 1 and 2, length_penalty None and 0.6: openai's tokens exactly."""
     for patience in (None, 2.0):
-        ref = openai_beams(openai_model, audios[name], patience)
+        ref = openai_beams(openai_tiny_en, audios[name], patience)
         for alpha in PENALTIES:
             got = ours_alone(name, patience, alpha)
             tokens, sum_lp, avg_lp, no_speech, text = ref[alpha]
@@ -105,10 +96,10 @@ def test_batched_beams_equal_each_alone(tiny_en, ours_alone, audios):
         assert r.sum_logprob == pytest.approx(alone.sum_logprob, rel=0, abs=TOL)
 
 
-def test_decode_with_beams_ignores_the_temperature_as_openai(tiny_en, openai_model, ours_alone, audios):
+def test_decode_with_beams_ignores_the_temperature_as_openai(tiny_en, openai_tiny_en, ours_alone, audios):
     """openai's decode() searches with beam_size at any temperature (no sampling, no temperature scaling)."""
     mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audios["jfk.flac"]))
-    ref = whisper.decode(openai_model, mel, whisper.DecodingOptions(beam_size=5, temperature=0.5, language="en",
+    ref = whisper.decode(openai_tiny_en, mel, whisper.DecodingOptions(beam_size=5, temperature=0.5, language="en",
                                                                     fp16=False))
     got = tiny_en.decode(audios["jfk.flac"], beam_size=5, temperature=0.5)
     assert got.tokens == ref.tokens == ours_alone("jfk.flac", None, None).tokens
@@ -159,12 +150,12 @@ def test_best_of_picks_the_ranker_best(tiny_en, audios):
                                         length_penalty=0.6).tokens
 
 
-def test_longform_beam_matches_openai(tiny_en, openai_model, audios):
+def test_longform_beam_matches_openai(tiny_en, openai_tiny_en, audios):
     """transcribe() with whisper's CLI search defaults (beam 5 at T = 0, best_of 5 on fallback) and the default
     temperature schedule: every window up to the first sampled fallback (in either engine) is openai's."""
     audio = np.concatenate([audios["sonnet001.mp3"], audios["jfk.flac"], audios["61-70968-0000.flac"]])
     torch.manual_seed(0)
-    ref = whisper.transcribe(openai_model, audio, beam_size=5, best_of=5, fp16=False)["segments"]
+    ref = whisper.transcribe(openai_tiny_en, audio, beam_size=5, best_of=5, fp16=False)["segments"]
     got = tiny_en.transcribe(audio, beam_size=5, best_of=5).to_dict()["segments"]
     fields = ("seek", "start", "end", "text", "tokens", "temperature")
     n = 0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import clip
+from conftest import clip, openai_reference
 from whisperfast.audio import SAMPLE_RATE, load_audio
 from whisperfast.errors import OptionError
 
@@ -26,14 +26,7 @@ def audio_of(case: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def openai_base(base_dir, tmp_path_factory):
-    whisper = pytest.importorskip("whisper", reason="openai-whisper is the reference (test-only)")
-    from weights_tools.openai_ckpt import export_openai
-
-    pt = tmp_path_factory.mktemp("openai") / "base.pt"
-    export_openai(base_dir, pt)
-    model = whisper.load_model(str(pt), device="cpu")
-    model.set_alignment_heads(torch.load(pt, weights_only=True)["alignment_heads"])
-    return model
+    return openai_reference(base_dir, tmp_path_factory.mktemp("openai"))
 
 
 @pytest.mark.parametrize("case", list(CASES))

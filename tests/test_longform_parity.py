@@ -46,16 +46,7 @@ def audios() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def openai_model(tiny_en_dir, tmp_path_factory):
-    from weights_tools.openai_ckpt import export_openai
-
-    path = tmp_path_factory.mktemp("openai") / "tiny_en.pt"
-    export_openai(tiny_en_dir, path)
-    return whisper.load_model(str(path), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def reference(openai_model, audios):
+def reference(openai_tiny_en, audios):
     """openai-whisper's transcribe(), computed once per (clip, condition, temperatures)."""
     cache: dict = {}
 
@@ -63,7 +54,7 @@ def reference(openai_model, audios):
         key = (name, condition, temperature)
         if key not in cache:
             torch.manual_seed(0)
-            cache[key] = whisper.transcribe(openai_model, audios[name], temperature=temperature,
+            cache[key] = whisper.transcribe(openai_tiny_en, audios[name], temperature=temperature,
                                             condition_on_previous_text=condition, fp16=False)
         return cache[key]
 
@@ -143,7 +134,7 @@ def openai_sum_logprob(model, mel: torch.Tensor, sampled: list[int], cap: int) -
     return total
 
 
-def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_model, audios, monkeypatch):
+def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_tiny_en, audios, monkeypatch):
     """ru.wav with tiny.en (English only): the greedy decode is rejected (avg_logprob < -1), the window is accepted
     at a higher temperature, and the accepted result's scores follow openai-whisper's definitions."""
     from whisper.audio import N_FRAMES, log_mel_spectrogram, pad_or_trim
@@ -160,7 +151,7 @@ def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_model, 
     window = pad_or_trim(mel[:, :segment_size], N_FRAMES)
 
     # the greedy decode: equal to openai-whisper's own DecodingResult, and rejected by the thresholds
-    ref0 = whisper.decode(openai_model, window, whisper.DecodingOptions(temperature=0.0, language="en", fp16=False))
+    ref0 = whisper.decode(openai_tiny_en, window, whisper.DecodingOptions(temperature=0.0, language="en", fp16=False))
     r0 = T.decode_windows(tiny_en.engine, window[None], DecodingOptions(), temperatures=(0.0,))[0]
     assert r0.tokens == ref0.tokens and r0.text == ref0.text
     # float32 (log-)softmax of two engines' logits: as in test_greedy_matches_openai, 2e-4 absolute
@@ -190,7 +181,7 @@ def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_model, 
     assert text == r.text
     assert r.compression_ratio == len(text.encode()) / len(zlib.compress(text.encode()))
     cap = tiny_en.engine.sample_len
-    expected = openai_sum_logprob(openai_model, window, r.tokens, cap)
+    expected = openai_sum_logprob(openai_tiny_en, window, r.tokens, cap)
     # a sum of up to 225 float32 log-probabilities of two engines, each up to ~1e-5 apart: 2e-3 absolute
     assert r.avg_logprob * (len(r.tokens) + 1) == pytest.approx(expected, rel=0, abs=2e-3)
     # same engine, window and prompt in another decode call: 1e-6 leaves room only for summation-order noise
