@@ -120,7 +120,7 @@ def whisperfast_runner(model, batch: int):
 
     def breakdown() -> dict:
         """ms of the encoder (+ cross k/v), the prefill and one step, on the warm path of `run`."""
-        from whisperfast.decode.greedy import Row
+        from whisperfast.decode.engine import Row
 
         e = model.engine
         sess = e.session(batch, N_TOKENS)

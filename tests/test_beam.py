@@ -131,7 +131,7 @@ def test_best_of_picks_the_ranker_best(tiny_en, audios):
     """The chosen sample is the MaximumLikelihoodRanker's best of the window's samples, each drawn on its own
     (sample k of a window is the row `Row(..., sample=k)`; sample 0 is the plain T > 0 draw)."""
     from whisperfast.decode.beam import score_of
-    from whisperfast.decode.greedy import Row
+    from whisperfast.decode.engine import Row
     from whisperfast.decode.window import make_result
     from whisperfast.features import short_form_features
 

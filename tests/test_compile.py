@@ -63,7 +63,7 @@ def test_compiled_prefill_equals_eager(tiny_en):
     fullgraph over the packed rows, leaving the session as eager does — first tokens, flags, caps,
     temperatures, no-speech probabilities and the prompt's k/v."""
     from whisperfast.audio import load_audio
-    from whisperfast.decode.greedy import Row
+    from whisperfast.decode.engine import Row
     from whisperfast.decode.step import compile_for, prefill
     from whisperfast.features import short_form_features
 

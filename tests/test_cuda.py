@@ -120,7 +120,7 @@ def test_no_recompiles(models):
 @pytest.mark.parametrize("temperature", [0.0, 0.5])  # the greedy and the sampling variant
 def test_no_host_sync_inside_the_step(models, temperature):
     from whisperfast.audio import load_audio
-    from whisperfast.decode.greedy import Row
+    from whisperfast.decode.engine import Row
     from whisperfast.features import short_form_features
 
     m, sample = models["float16", True], temperature > 0

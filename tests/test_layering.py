@@ -8,7 +8,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "whisperfast"
 ORDER = ["errors", "resample", "audio", "features", "tokenizer", "cache", "model", "decode", "results", "words",
-         "plan", ("transcribe", "chunked"),  # one layer: the two long-form strategies
+         "plan", ("sequential", "chunked"),  # one layer: the two long-form strategies
          "longform",
          "api", "writers", "cli", "__init__", "__main__"]
 FORBIDDEN = {"transformers", "whisper", "faster_whisper", "ctranslate2", "weights_tools"}

@@ -8,7 +8,6 @@ these windows, all of which hold speech.
 
 from __future__ import annotations
 
-import importlib
 import zlib
 
 import numpy as np
@@ -143,7 +142,7 @@ def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_tiny_en
 
     from whisperfast.plan import Thresholds
 
-    T = importlib.import_module("whisperfast.transcribe")  # the package's `transcribe` function hides the module
+    from whisperfast import sequential as T
 
     audio = audios["ru"]
     mel = log_mel_spectrogram(audio, 80, padding=480000)  # openai-whisper's transcribe() window 0

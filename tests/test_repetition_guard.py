@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from whisperfast.decode.greedy import looping
+from whisperfast.decode.engine import looping
 from whisperfast.errors import OptionError
 
 from conftest import clip

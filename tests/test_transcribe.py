@@ -17,7 +17,7 @@ from conftest import clip
 from whisperfast.features import frame_levels
 from whisperfast.longform import _ts
 
-T = importlib.import_module("whisperfast.transcribe")  # the package's `transcribe` function hides the module
+from whisperfast import sequential as T
 SR = 16000
 FILES = ["jfk.flac", "sonnet001.mp3", "LDC93S1.wav", "61-70968-0000.flac", "multilingual.mp3"]
 

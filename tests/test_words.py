@@ -221,7 +221,7 @@ def test_hallucination_first_skips_leading_silence():
 def ours_words(model, names: list[str], monkeypatch) -> dict:
     """{name: {"segments": [...], "windows": [seek of each word-timed window]}} from whisperfast, the files
     sharing one batch (one alignment forward per step for all of them)."""
-    wt = sys.modules["whisperfast.transcribe"]  # the package re-exports a function of that name
+    from whisperfast import sequential as wt
     windows: dict[int, list[int]] = {i: [] for i in range(len(names))}
     real = wt.timed_splits
 

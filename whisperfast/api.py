@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .audio import load_audio
-from .decode.greedy import Engine
+from .decode.engine import Engine
 from .decode.language import detect_language
 from .decode.options import DecodingOptions, DecodingResult, check_task, verify
 from .decode.window import decode_windows

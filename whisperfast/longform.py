@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from .chunked import run_chunked
 from .plan import Plan, make_plan
 from .results import Segment, TranscriptionResult
-from .transcribe import result_of, run_streams
+from .sequential import result_of, run_streams
 
 
 def transcribe_with(model, audio, *, stream: bool = False, verbose: bool = False, **kwargs):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
-from .decode.greedy import Engine
+from .decode.engine import Engine
 from .decode.timing import WordTiming, alignment_weights, find_alignment, merge_punctuations
 from .errors import OptionError
 from .results import Word

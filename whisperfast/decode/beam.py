@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .greedy import Engine, Row, RowOutput
+from .engine import Engine, Row, RowOutput
 from .step import Session, next_logits, prompt_logits, rules
 
 NEG_INF = float("-inf")

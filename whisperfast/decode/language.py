@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .step import Session
-from .greedy import Engine
+from .engine import Engine
 
 
 @torch.no_grad()

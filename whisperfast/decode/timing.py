@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..audio import TOKENS_PER_SECOND
 from ..model.layers import mlp
-from .greedy import Engine, prompt_bucket
+from .engine import Engine, prompt_bucket
 from .step import Session
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..errors import OptionError
 from .beam import best, run_beams
-from .greedy import Engine, Row, RowOutput
+from .engine import Engine, Row, RowOutput
 from .step import Session
 from .language import detect_language
 from .options import DecodingOptions, DecodingResult, compression_ratio
