@@ -106,7 +106,6 @@ def whisperfast_model(cfg_dir: Path, compile: bool):
 
 def whisperfast_runner(model, batch: int):
     from whisperfast.decode.options import DecodingOptions
-    from whisperfast.decode.window import decode_windows
 
     tok = model.tokenizer
     opts = DecodingOptions(language="en" if tok.multilingual else None, without_timestamps=True,
@@ -114,23 +113,23 @@ def whisperfast_runner(model, batch: int):
     mel = torch.randn(batch, model.config.n_mels, 3000, device=DEVICE, dtype=DTYPE)
 
     def run():
-        out = decode_windows(model.engine, mel, opts)
+        out = model.engine.encode(mel, sample_len=N_TOKENS).decode(opts)
         sync()
         assert all(len(r.tokens) == N_TOKENS for r in out), [len(r.tokens) for r in out]
 
     def breakdown() -> dict:
         """ms of the encoder (+ cross k/v), the prefill and one step, on the warm path of `run`."""
-        from whisperfast.decode.engine import Row
+        from whisperfast.decode.rows import Row
 
         e = model.engine
-        sess = e.session(batch, N_TOKENS)
+        sess = e.encode(mel, sample_len=N_TOKENS).sess
         sot = tuple(tok.sot_sequence(opts.language, "transcribe", False))
         rows = [Row(sot, 0, 0.0, False)] * batch
         with torch.no_grad():
-            enc = timed_ms(lambda: e.encode(mel, sess), 3)
-            pre = timed_ms(lambda: e.prefill(sess, rows, opts.suppress_tokens, True, False), 3)
+            enc = timed_ms(lambda: e.encode(mel, sample_len=N_TOKENS), 3)
+            pre = timed_ms(lambda: e.prefill(sess, rows, opts, False), 3)
             step = e.step_fn(sess, False)
-            e.prefill(sess, rows, opts.suppress_tokens, True, False)
+            e.prefill(sess, rows, opts, False)
             per = timed_ms(lambda: step(model.model.decoder, sess), N_TOKENS - 1)
         return {"encoder_ms": enc, "prefill_ms": pre, "step_ms": per}
     return run, breakdown

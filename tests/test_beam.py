@@ -131,17 +131,18 @@ def test_best_of_picks_the_ranker_best(tiny_en, audios):
     """The chosen sample is the MaximumLikelihoodRanker's best of the window's samples, each drawn on its own
     (sample k of a window is the row `Row(..., sample=k)`; sample 0 is the plain T > 0 draw)."""
     from whisperfast.decode.beam import score_of
-    from whisperfast.decode.engine import Row
+    from whisperfast.decode.options import DecodingOptions
+    from whisperfast.decode.rows import Row
     from whisperfast.decode.window import make_result
     from whisperfast.features import short_form_features
 
     engine, tok = tiny_en.engine, tiny_en.tokenizer
     got = tiny_en.decode(audios["LDC93S1.wav"], temperature=1.0, best_of=3, seed=7, length_penalty=0.6)
     mel = short_form_features([audios["LDC93S1.wav"]], tiny_en.config.n_mels)
-    samples = []
+    samples, enc = [], engine.encode(mel)
     for k in range(3):
         row = Row(tuple(tok.sot_sequence("en", "transcribe", True)), 0, 1.0, True, 7, k)
-        out = engine.run(mel, [row], sample_len=engine.sample_len)[0]
+        out = enc.run([row], DecodingOptions(temperature=1.0))[0]
         samples.append(make_result(engine, out, 1.0, "en"))
     assert len({tuple(s.tokens) for s in samples}) > 1  # the copies of one window draw apart
     scores = [score_of(s.sum_logprob, len(s.tokens), 0.6) for s in samples]

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import whisperfast
-from whisperfast.decode.window import decode_windows
 from whisperfast.decode.options import DecodingOptions
 
 from conftest import clip
@@ -47,10 +46,10 @@ def test_no_recompiles_within_a_bucket(compiled):
     try:
         compiled.decode(THREE + [clip("stereo_diarization.wav")], without_timestamps=True)
         graphs = counters["stats"]["unique_graphs"]
-        decode_windows(compiled.engine, mel[:3], DecodingOptions(), temperatures=(0.0, 0.7),
-                       needs_fallback=lambda r: True)       # every row re-decoded at T=0.7, same batch
+        compiled.engine.encode(mel[:3]).decode(DecodingOptions(), temperatures=(0.0, 0.7),
+                                               needs_fallback=lambda r: True)  # every row re-decoded at T=0.7
         assert counters["stats"]["unique_graphs"] == graphs  # nor a new graph: the prefill serves both
-        decode_windows(compiled.engine, mel, DecodingOptions(without_timestamps=True), prompts=[
+        compiled.engine.encode(mel).decode(DecodingOptions(without_timestamps=True), prompts=[
             "Ask not.", None, [50, 60, 70], None])             # prompts of different lengths
         r = compiled.transcribe([clip("sonnet001.mp3"), clip("jfk.flac")], batch_size=4)
         assert "fellow Americans" in r[1].text and len(r[0].segments) >= 4
@@ -63,7 +62,7 @@ def test_compiled_prefill_equals_eager(tiny_en):
     fullgraph over the packed rows, leaving the session as eager does — first tokens, flags, caps,
     temperatures, no-speech probabilities and the prompt's k/v."""
     from whisperfast.audio import load_audio
-    from whisperfast.decode.engine import Row
+    from whisperfast.decode.rows import Row, pack
     from whisperfast.decode.step import compile_for, prefill
     from whisperfast.features import short_form_features
 
@@ -71,13 +70,13 @@ def test_compiled_prefill_equals_eager(tiny_en):
     head = [tok.sot_prev, *tok.encode(" Ask not what your country")]
     rows = [Row(tuple(head + tok.sot_sequence()), len(head), 0.0, True, 0), None,
             Row(tuple(tok.sot_sequence(timestamps=False)), 0, 0.7, False, 5)]
-    sess = e.session(4, e.sample_len)
     mel = short_form_features([load_audio(clip(c)) for c in ("jfk.flac", "ru.wav", "LDC93S1.wav")], 80)
-    packed, _ = e.pack(sess, rows)
+    sess = e.encode(mel, batch=4).sess
+    packed, _ = pack(sess, rows, tiny_en.config.n_text_ctx)
 
     def run(fn) -> dict:
         with torch.no_grad():
-            e.encode(mel, sess)
+            assert e.encode(mel, batch=4).sess is sess
             fn(tiny_en.model.decoder, sess, packed, True)
         return {k: v.clone() for k, v in sess.named_buffers() if not k.startswith("cache.") or k in ("cache.self_k_3", "cache.offset")}
 

@@ -120,17 +120,17 @@ def test_no_recompiles(models):
 @pytest.mark.parametrize("temperature", [0.0, 0.5])  # the greedy and the sampling variant
 def test_no_host_sync_inside_the_step(models, temperature):
     from whisperfast.audio import load_audio
-    from whisperfast.decode.engine import Row
+    from whisperfast.decode.rows import Row
+    from whisperfast.decode.options import DecodingOptions
     from whisperfast.features import short_form_features
 
     m, sample = models["float16", True], temperature > 0
     e = m.engine
     mel = short_form_features([load_audio(c) for c in THREE], m.config.n_mels)
     m.decode(THREE, temperature=temperature)  # captured
-    sess = e.session(3, e.sample_len)
     with torch.no_grad():  # as the engine calls it: grad mode is part of dynamo's guards
-        e.encode(mel, sess)
-        e.prefill(sess, [Row((m.tokenizer.sot,), 0, temperature, True)] * 3, "-1", True, sample)
+        sess = e.encode(mel).sess
+        e.prefill(sess, [Row((m.tokenizer.sot,), 0, temperature, True)] * 3, DecodingOptions(), sample)
         step = e.step_fn(sess, sample)
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")

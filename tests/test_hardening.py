@@ -469,7 +469,9 @@ def test_ctrl_c_keeps_finished_outputs_complete_and_no_partial_files(tmp_path, t
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "whisperfast", *map(str, files), "-o", str(out), "-f", "all",
                              "--model", str(tiny_en_dir), "--device", "cpu", "--verbose", "False"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a suite run in the background (`cmd &`) ignores SIGINT, and so would the child
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while not all((out / f"f00.{ext}").exists() for ext in ("txt", "vtt", "srt", "tsv", "json")):

@@ -142,7 +142,7 @@ def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_tiny_en
 
     from whisperfast.plan import Thresholds
 
-    from whisperfast import sequential as T
+    from whisperfast.decode.engine import Encoded
 
     audio = audios["ru"]
     mel = log_mel_spectrogram(audio, 80, padding=480000)  # openai-whisper's transcribe() window 0
@@ -151,7 +151,7 @@ def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_tiny_en
 
     # the greedy decode: equal to openai-whisper's own DecodingResult, and rejected by the thresholds
     ref0 = whisper.decode(openai_tiny_en, window, whisper.DecodingOptions(temperature=0.0, language="en", fp16=False))
-    r0 = T.decode_windows(tiny_en.engine, window[None], DecodingOptions(), temperatures=(0.0,))[0]
+    r0 = tiny_en.engine.encode(window[None]).decode(DecodingOptions(), temperatures=(0.0,))[0]
     assert r0.tokens == ref0.tokens and r0.text == ref0.text
     # float32 (log-)softmax of two engines' logits: as in test_greedy_matches_openai, 2e-4 absolute
     assert r0.avg_logprob == pytest.approx(ref0.avg_logprob, rel=0, abs=2e-4) and r0.avg_logprob < -1.0
@@ -159,13 +159,13 @@ def test_fallback_result_comes_from_a_higher_temperature(tiny_en, openai_tiny_en
     assert r0.no_speech_prob == pytest.approx(ref0.no_speech_prob, rel=0, abs=2e-4)
     assert Thresholds().needs_fallback(r0)
 
-    seen, real = [], T.decode_windows
+    seen, real = [], Encoded.decode
 
     def spy(*args, **kwargs):
         seen.extend(out := real(*args, **kwargs))
         return out
 
-    monkeypatch.setattr(T, "decode_windows", spy)
+    monkeypatch.setattr(Encoded, "decode", spy)
     torch.manual_seed(0)
     result = tiny_en.transcribe(audio)
     (r,) = seen  # one window

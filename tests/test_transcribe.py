@@ -6,7 +6,6 @@ against itself (batched vs one at a time, streamed vs not) and the chunked merge
 
 from __future__ import annotations
 
-import importlib
 import random
 import re
 
@@ -14,10 +13,10 @@ import numpy as np
 import pytest
 
 from conftest import clip
+from whisperfast.decode.engine import Encoded
 from whisperfast.features import frame_levels
 from whisperfast.longform import _ts
 
-from whisperfast import sequential as T
 SR = 16000
 FILES = ["jfk.flac", "sonnet001.mp3", "LDC93S1.wav", "61-70968-0000.flac", "multilingual.mp3"]
 
@@ -26,8 +25,9 @@ def key(result) -> list[tuple]:
     return [(s.seek, s.start, s.end, s.text, s.tokens, s.temperature) for s in result.segments]
 
 
-def spy_on(monkeypatch, module, name: str = "decode_windows") -> list:
-    """Record each call's results of `module.<name>` (a list per call)."""
+def spy_on(monkeypatch, module=Encoded, name: str = "decode") -> list:
+    """Record each call's results of `module.<name>` (a list per call; default: every decode of an encoded
+    batch, whichever strategy asks for it)."""
     calls, real = [], getattr(module, name)
 
     def spy(*args, **kwargs):
@@ -76,7 +76,7 @@ def noise(dbfs: float, seconds: float = 30.0) -> np.ndarray:
 def test_silence_gives_no_text(tiny_en, monkeypatch, strategy):
     """30 s of zeros / of -60 dBFS white noise: no text (openai-whisper says ' you' on the zeros: the window's
     no-speech probability is high but its avg_logprob is not low enough to skip it)."""
-    calls = spy_on(monkeypatch, T if strategy == "sequential" else importlib.import_module("whisperfast.chunked"))
+    calls = spy_on(monkeypatch)
     for audio in (np.zeros(30 * SR, np.float32), noise(-60.0)):
         r = tiny_en.transcribe(audio, strategy=strategy, batch_size=2)
         assert r.text == "" and r.segments == [] and r.duration == pytest.approx(30.0)
@@ -97,7 +97,7 @@ def test_frame_levels():
 
 
 def test_silence_gate_can_be_disabled(tiny_en, monkeypatch):
-    calls = spy_on(monkeypatch, T)
+    calls = spy_on(monkeypatch)
     tiny_en.transcribe(np.zeros(5 * SR, np.float32), silence_threshold=None, temperature=0.0)
     assert len(calls) == 1  # decoded, as openai-whisper does
 
@@ -121,7 +121,7 @@ def sonnet(tiny_en):
 
 
 def test_stream_yields_each_window_as_it_is_decoded(tiny_en, sonnet, monkeypatch):
-    calls = spy_on(monkeypatch, T)
+    calls = spy_on(monkeypatch)
     gen = tiny_en.transcribe(clip("sonnet001.mp3"), stream=True)
     assert calls == []  # lazy: nothing decoded before the first segment is asked for
     seen = [(len(calls), seg) for seg in gen]
@@ -204,7 +204,7 @@ def test_chunked_merge_matches_transformers_and_sequential(tiny_en, tiny_en_dir,
     from whisperfast import chunked
 
     audio = sixty_five_seconds
-    calls = spy_on(monkeypatch, chunked)
+    calls = spy_on(monkeypatch)
     got = tiny_en.transcribe(audio, strategy="chunked", batch_size=4)
     assert len(calls) == 1 and len(calls[0]) == len(chunked.chunk_spans(len(audio))) == 3  # one batch
     outputs = [{"tokens": torch.tensor([r.tokens]), "stride": ((b - a) / SR, left / SR, right / SR)}

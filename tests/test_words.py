@@ -225,9 +225,9 @@ def ours_words(model, names: list[str], monkeypatch) -> dict:
     windows: dict[int, list[int]] = {i: [] for i in range(len(names))}
     real = wt.timed_splits
 
-    def spy(model, plan, streams, results):
+    def spy(model, plan, enc, streams, results):
         seeks = [s.seek for s in streams]
-        timed = real(model, plan, streams, results)
+        timed = real(model, plan, enc, streams, results)
         for s, seek in zip(streams, seeks):
             if id(s) in timed:
                 windows[s.index].append(seek)

@@ -11,9 +11,7 @@ import torch
 
 from .audio import load_audio
 from .decode.engine import Engine
-from .decode.language import detect_language
 from .decode.options import DecodingOptions, DecodingResult, check_task, verify
-from .decode.window import decode_windows
 from .errors import ModelLoadError, OptionError
 from .features import short_form_features
 from .model.hub import resolve
@@ -99,7 +97,8 @@ class WhisperModel:
                                without_timestamps=without_timestamps, **options)
         verify(opts)  # openai's decode() checks: no best_of at T = 0, not with beam_size; patience needs beams
         mel = short_form_features([load_audio(a) for a in items], self.config.n_mels)
-        results = decode_windows(self.engine, mel, opts, prompts=[prompt] * len(items))
+        enc = self.engine.encode(mel, sample_len=opts.sample_len)
+        results = enc.decode(opts, prompts=[prompt] * len(items))
         return results if batch else results[0]
 
     def detect_language(self, audio) -> tuple[str, dict[str, float]]:
@@ -110,9 +109,7 @@ class WhisperModel:
             mel = audio[None, :, :3000]
         else:
             mel = short_form_features([load_audio(audio)], self.config.n_mels)
-        sess = self.engine.session(1, self.engine.sample_len)
-        self.engine.encode(mel, sess)
-        return detect_language(self.engine, sess, 1)[0]
+        return self.engine.encode(mel).detect_language()[0]
 
     def transcribe(self, audio, **kwargs):
         """See `whisperfast.transcribe`."""

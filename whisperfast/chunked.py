@@ -18,7 +18,6 @@ import numpy as np
 
 from .audio import FRAMES_PER_SECOND, N_SAMPLES, SAMPLE_RATE, load_audio
 from .decode.options import DecodingResult
-from .decode.window import decode_windows
 from .errors import WhisperfastError
 from .results import Segment, TranscriptionResult
 from .features import frame_levels, short_form_features
@@ -160,9 +159,9 @@ def _decode(model, items: list[tuple[File, int]], plan: Plan) -> list[DecodingRe
     if loud:
         mel = short_form_features([f.audio[f.spans[k][0]: f.spans[k][1]] for f, k in loud], model.config.n_mels)
         prompt = [model.tokenizer.encode(" " + plan.initial_prompt.strip())] if plan.initial_prompt else [None]
-        out = decode_windows(model.engine, mel, plan.options, temperatures=plan.temperatures,
-                             prompts=prompt * len(loud), languages=[f.language for f, _ in loud],
-                             needs_fallback=plan.thresholds.needs_fallback, batch=plan.batch_size)
+        enc = model.engine.encode(mel, batch=plan.batch_size, sample_len=plan.options.sample_len)
+        out = enc.decode(plan.options, temperatures=plan.temperatures, prompts=prompt * len(loud),
+                         languages=[f.language for f, _ in loud], needs_fallback=plan.thresholds.needs_fallback)
         results = {(f.index, k): r for (f, k), r in zip(loud, out)}
     return [results.get((f.index, k)) for f, k in items]
 

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
-from .decode.language import detect_language
+from .decode.engine import Encoded
 from .decode.options import DecodingResult
-from .decode.window import decode_windows
 from .errors import WhisperfastError
 from .features import long_form_features_from_file, pad_features
 from .plan import TIME_PRECISION, Plan
@@ -146,9 +145,7 @@ def detect_languages(model, streams: list[Stream]) -> None:
     if not todo:
         return
     mel = torch.stack([pad_features(s.mel[:, :N_FRAMES], N_FRAMES) for s in todo])
-    sess = model.engine.session(len(todo), model.engine.sample_len)
-    model.engine.encode(mel, sess)
-    for s, (code, probs) in zip(todo, detect_language(model.engine, sess, len(todo))):
+    for s, (code, probs) in zip(todo, model.engine.encode(mel).detect_language()):
         s.language, s.language_probs = code, probs
 
 
@@ -191,14 +188,8 @@ def run_streams(model, sources: Sequence, plan: Plan, progress=None) -> Iterator
         if not active:
             return
         loud = [s for s in active if not s.quiet(plan.silence_threshold)]
-        windows = [s.window() for s in loud]
-        results = decode_windows(
-            model.engine, torch.stack([w for w, _ in windows]), plan.options, temperatures=plan.temperatures,
-            prompts=[s.prompt(plan.carry_initial_prompt, model.config.n_text_ctx) for s in loud],
-            languages=[s.language for s in loud], needs_fallback=plan.thresholds.needs_fallback,
-            batch=plan.batch_size) if loud else []
+        results, timed = decode_step(model, plan, loud) if loud else ([], {})
         decided = dict(zip(map(id, loud), results))
-        timed = timed_splits(model, plan, loud, results) if plan.words is not None and loud else {}
         for s in active:
             before, size = s.seek, min(N_FRAMES, s.content_frames - s.seek)
             r = decided.get(id(s))
@@ -212,10 +203,22 @@ def run_streams(model, sources: Sequence, plan: Plan, progress=None) -> Iterator
             yield s, segs
 
 
+def decode_step(model, plan: Plan, streams: list[Stream]) -> tuple[list[DecodingResult], dict]:
+    """The current window of each stream, encoded and decoded as one batch (with fallback), and with word
+    timestamps their `timed_splits`."""
+    mel = torch.stack([s.window()[0] for s in streams])
+    enc = model.engine.encode(mel, batch=plan.batch_size, sample_len=plan.options.sample_len)
+    results = enc.decode(plan.options, temperatures=plan.temperatures, needs_fallback=plan.thresholds.needs_fallback,
+                         prompts=[s.prompt(plan.carry_initial_prompt, model.config.n_text_ctx) for s in streams],
+                         languages=[s.language for s in streams])
+    return results, timed_splits(model, plan, enc, streams, results) if plan.words is not None else {}
+
+
 # --- word timestamps: the hook into the seek loop (the method is in whisperfast/words.py) ---------------
-def timed_splits(model, plan: Plan, streams: list[Stream], results: list[DecodingResult]) -> dict:
+def timed_splits(model, plan: Plan, enc: Encoded, streams: list[Stream], results: list[DecodingResult]) -> dict:
     """id(stream) -> (its window's segments with words, or None to drop them; frames to advance), for the
-    windows that will be accepted, from one alignment forward over the batch `decode_windows` just ran."""
+    windows that will be accepted, from one alignment forward over the encoded batch `enc` (window i of it is
+    stream i's)."""
     rows = []
     for row, (s, r) in enumerate(zip(streams, results)):
         if not plan.thresholds.should_skip(r):
@@ -224,8 +227,7 @@ def timed_splits(model, plan: Plan, streams: list[Stream], results: list[Decodin
             rows.append((s, WordWindow(row=row, segments=parts, tokens=r.tokens, seek=s.seek, size=size,
                                        next_seek=s.seek + advance, content_frames=s.content_frames,
                                        language=r.language or "en", last_speech=s.last_speech)))
-    engine = model.engine  # decode_windows encoded last: rows :len(streams) of that session hold the cross k/v
-    time_windows(engine, engine.encoded, [w for _, w in rows], plan.options.task, plan.words)
+    time_windows(enc, [w for _, w in rows], plan.options.task, plan.words)
     timed = {}
     for s, w in rows:
         s.last_speech = w.last_speech

@@ -1,8 +1,8 @@
 """Word timestamps of decoded windows: openai-whisper's `add_word_timestamps` and the word-based seek rules
 of its `transcribe` (seek to the last word end, `hallucination_silence_threshold`), batched.
 
-One alignment forward (whisperfast/decode/timing.py) serves every row of the batch, against the cross k/v
-that `decode_windows` left in its session; the rest is per row and in plain Python, on segment dicts
+One alignment forward (whisperfast/decode/timing.py) serves every window of an encoded batch (`Encoded`,
+the one that was just decoded); the rest is per row and in plain Python, on segment dicts
 {start, end, tokens} of one window, to which it adds `words` (a list of `Word`).
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
-from .decode.engine import Engine
-from .decode.timing import WordTiming, alignment_weights, find_alignment, merge_punctuations
+from .decode.engine import Encoded
+from .decode.timing import WordTiming, find_alignment, merge_punctuations
 from .errors import OptionError
 from .results import Word
 
@@ -43,7 +43,7 @@ class WordOptions:
 class WordWindow:
     """One accepted window of one stream; `time_windows` fills `segments[i]["words"]`, `seek`, `skip`."""
 
-    row: int                  # the row of this window in the session `decode_windows` used
+    row: int                  # the window's index in its encoded batch
     segments: list[dict]      # the window's segments: start, end (seconds), tokens (timestamps included)
     tokens: list[int]         # the window's sampled tokens (to tell a single timestamp ending)
     seek: int                 # window start (mel frames); after `time_windows`: where the stream goes next
@@ -55,16 +55,17 @@ class WordWindow:
     skip: bool = False        # openai's `continue`: drop the window's segments, only seek (hallucination)
 
 
-def time_windows(engine: Engine, sess, windows: list[WordWindow], task: str, opts: WordOptions) -> None:
-    """Word timings for every window in one batched alignment forward, then openai's per-window rules."""
-    tok = engine.tok
+def time_windows(enc: Encoded, windows: list[WordWindow], task: str, opts: WordOptions) -> None:
+    """Word timings for every window in one batched alignment forward over the encoded batch `enc` (window
+    w.row of it), then openai's per-window rules."""
+    tok = enc.engine.tok
     texts = [[[t for t in s["tokens"] if t < tok.eot] for s in w.segments] for w in windows]
     sots = [tok.sot_sequence(w.language, task, timestamps=True) for w in windows]
     seqs: list[list[int] | None] = [None] * (max((w.row for w in windows), default=-1) + 1)
     for w, sot, text in zip(windows, sots, texts):
         flat = [t for seg in text for t in seg]
         seqs[w.row] = sot + [tok.no_timestamps] + flat + [tok.eot] if flat else None
-    qks, logits = alignment_weights(engine, sess, seqs) if any(seqs) else ([], [])
+    qks, logits = enc.align(seqs) if any(seqs) else ([], [])
     for w, sot, text in zip(windows, sots, texts):
         flat = [t for seg in text for t in seg]
         alignment = find_alignment(tok, flat, len(sot), qks[w.row], logits[w.row], w.size, w.language) if flat else []

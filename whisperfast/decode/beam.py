@@ -16,12 +16,18 @@ per window) adds the best live beams while the pool holds fewer than K, and the 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .engine import Engine, Row, RowOutput
-from .step import Session, next_logits, prompt_logits, rules
+from .options import DecodingOptions
+from .rows import Row, RowOutput, pack
+from .step import META, Session, next_logits, prompt_logits, rules
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 NEG_INF = float("-inf")
 
@@ -115,14 +121,21 @@ def follow(sess: Session, src: Tensor, tok: Tensor) -> None:
     sess.max_ts.copy_(torch.where(tok >= sess.ts_begin, tok, sess.max_ts.index_select(0, src)))
 
 
-def reorder(sess: Session, beams: Beams) -> None:
-    """The self-attention k/v follow the beams: row b <- row src[b], every layer (its own compiled unit: in
-    one graph with the step's cache write, inductor ordered the two writes of a buffer wrongly on CPU)."""
+def reorder(sess: Session, beams: Beams, n_slots: int) -> None:
+    """The self-attention k/v follow the beams: row b <- row src[b], every layer, in slots :n_slots only (the
+    host's bound on the slots written so far, see `written`). Its own compiled unit per bound: in one graph
+    with the step's cache write, inductor ordered the two writes of a buffer wrongly on CPU."""
     src, cache = beams.src, sess.cache
     for i in range(cache.n_layer):
         for kind in ("self_k", "self_v"):
-            buf = cache.layer(kind, i)
+            buf = cache.layer(kind, i)[:, :, :n_slots]  # [B, H, n_slots, D]
             buf.copy_(buf.index_select(0, src))
+
+
+def written(n: int, capacity: int) -> int:
+    """A bound on the n cache slots written so far: the next power of two from 32, at most `capacity` (a few
+    compiled variants; the copy reads on average < 2x what is written, not the whole cache)."""
+    return min(capacity, max(32, 1 << (n - 1).bit_length()))
 
 
 def score_of(sum_logprob: float, length: int, length_penalty: float | None) -> float:
@@ -150,37 +163,39 @@ def finalize(sess: Session, beams: Beams, w: int, eot: int) -> list[tuple[list[i
     return out
 
 
-def run_beams(engine: Engine, sess: Session, rows: list[Row | None], beam_size: int, patience: float | None,
-              length_penalty: float | None, suppress_tokens, suppress_blank: bool) -> list[RowOutput | None]:
-    """Beam-search one window per row (rows w*K.. of `sess` hold window w's cross k/v). The temperature of
-    the rows is not read (openai's beam search neither samples nor scales), nor is repetition_guard."""
-    K = beam_size
-    beams = pool_of(engine, sess, K, round(K * (patience or 1.0)))
-    expanded = [r for r in rows for _ in range(K)]
-    suppress, begin = engine.masks(suppress_tokens, suppress_blank)
-    sess.suppress.copy_(suppress)
-    sess.begin.copy_(begin)
-    packed, n_steps = engine.pack(sess, expanded)
+def run_beams(engine: Engine, sess: Session, rows: list[Row | None], o: DecodingOptions) -> list[RowOutput | None]:
+    """Beam-search one window per row (rows w*K.. of `sess` hold window w's cross k/v) with o.beam_size,
+    o.patience, o.length_penalty and the suppression options. The temperature of the rows is not read
+    (openai's beam search neither samples nor scales), nor is repetition_guard."""
+    K = o.beam_size
+    beams = pool_of(engine, sess, K, round(K * (o.patience or 1.0)))
+    engine.rules(sess, o)
+    packed, n_steps = pack(sess, [r for r in rows for _ in range(K)], engine.model.config.n_text_ctx)
     packed = packed.to(engine.device)
     prefill = beam_prefill  # compiled on CUDA only, as step.prefill
     if engine.device.type == "cuda":
         prefill = engine.compiled(beam_prefill, sess.batch, sess.sample_len, K, beams.size, packed.shape[1])
     prefill(engine.model.decoder, sess, beams, packed)
     step = engine.compiled(beam_step, sess.batch, sess.sample_len, K, beams.size)
-    follow_kv = engine.compiled(reorder, sess.batch, sess.sample_len, K, beams.size)
-    follow_kv(sess, beams)
+    P, capacity = packed.shape[1] - META, sess.cache.layer("self_k", 0).shape[2]
+
+    def follow_kv(n: int) -> None:  # the slots written so far: the prompt bucket P, then one per step
+        n_slots = written(n, capacity)
+        engine.compiled(reorder, sess.batch, sess.sample_len, K, beams.size, n_slots)(sess, beams, n_slots)
+
+    follow_kv(P)
     every = 8 if engine.device.type == "cuda" else 1
     for i in range(1, n_steps):
         if i % every == 0 and bool(sess.done.all()):  # the loop's only host sync
             break
         step(engine.model.decoder, sess, beams)
-        follow_kv(sess, beams)
+        follow_kv(P + i)
     results: list[RowOutput | None] = []
     for w, r in enumerate(rows):
         if r is None:
             results.append(None)
             continue
         cands = finalize(sess, beams, w, engine.tok.eot)
-        toks, lp = cands[best(cands, length_penalty)]
+        toks, lp = cands[best(cands, o.length_penalty)]
         results.append(RowOutput(tokens=toks, sum_logprob=lp, no_speech_prob=float(sess.no_speech[w * K])))
     return results

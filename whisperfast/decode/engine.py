@@ -1,4 +1,6 @@
-"""The decode loop: encode a batch of windows, prefill the prompts, then one token per step.
+"""The engine: a model + tokenizer with its sessions (one per batch bucket) and compiled code, and the batch
+of windows it has encoded (`Encoded`), which owns their cross k/v and the operations on them: detect the
+language, decode rows (greedy, sampling, beams, best_of; with temperature fallback), align words.
 
 Rows are independent: each has its own prompt (left-padded into a common prompt bucket), temperature and
 timestamp mode, so fallback re-decodes and many files share one fixed batch without recompiling.
@@ -6,52 +8,26 @@ timestamp mode, so fallback re-decodes and many files share one fixed batch with
 
 from __future__ import annotations
 
-import struct
-import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..model.whisper import Whisper
 from ..tokenizer import Tokenizer
+from . import language, timing, window
+from .beam import run_beams
 from .filters import additive_mask, begin_ids, suppressed_ids
-from .step import (ACTIVE, META, PROMPT_CAPACITY, TIMESTAMPS, Session, compile_for, decode_one_greedy,
-                   decode_one_sampling, encode, prefill)
+from .options import DecodingOptions, DecodingResult
+from .rows import Row, RowOutput, pack, readout
+from .step import META, Session, compile_for, decode_one_greedy, decode_one_sampling, encode, prefill
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CHECK_EVERY = 8  # steps between the loop's host checks of "all rows done" on CUDA
 
 
-@dataclass(frozen=True)
-class Row:
-    prompt: tuple[int, ...]   # initial tokens: [<|startofprev|> + previous text] + sot sequence
-    sot_index: int            # where <|startoftranscript|> is in `prompt`
-    temperature: float = 0.0
-    timestamps: bool = True
-    seed: int = 0             # base seed of the sampling noise (the row's own seed also hashes its prompt)
-    sample: int = 0           # which of a window's best_of samples (copies of one window draw apart)
-
-    def noise_seed(self) -> int:
-        """32 bits from (seed, temperature, prompt, sample): what the row decodes, not where it sits."""
-        h = zlib.crc32(struct.pack(f"<qd{len(self.prompt)}q", self.seed, self.temperature, *self.prompt))
-        return zlib.crc32(struct.pack("<q", self.sample), h) if self.sample else h
-
-
-@dataclass
-class RowOutput:
-    tokens: list[int]         # sampled ids up to (excluding) EOT
-    sum_logprob: float
-    no_speech_prob: float
-
-
 def bucket(n: int, buckets=BATCH_BUCKETS) -> int:
     return next((b for b in buckets if b >= n), n)
-
-
-def prompt_bucket(n: int) -> int:
-    return min(max(4, 1 << (n - 1).bit_length()), PROMPT_CAPACITY)
 
 
 class Engine:
@@ -63,7 +39,7 @@ class Engine:
         self.compile = (self.device.type == "cuda") if compile is None else bool(compile)
         self.sample_len = model.config.n_text_ctx // 2  # openai-whisper's cap on new tokens per window
         self.sessions: dict[tuple[int, int], Session] = {}
-        self.encoded: Session | None = None  # the session whose cross k/v hold the last encoded windows
+        self.holders: dict[Session, Encoded] = {}  # the batch whose cross k/v each session holds
         self._masks: dict[tuple, tuple[Tensor, Tensor]] = {}
         self._compiled: dict[tuple, Callable] = {}
         self.beam_pools: dict[tuple, nn.Module] = {}  # (session id, K, size) -> beam.Beams
@@ -98,64 +74,45 @@ class Engine:
                                 additive_mask(begin_ids(self.tok) if suppress_blank else [], V, self.device))
         return self._masks[key]
 
-    def encode(self, mel: Tensor, sess: Session) -> None:
-        """Encoder states of `mel` [n, n_mels, 3000] -> cross k/v of rows :n (once per window)."""
-        mel = mel.to(self.device, self.dtype)
-        encode(self.model, mel, sess.cache)  # eager: cuBLAS/SDPA-bound, and no compile time per bucket
-        self.encoded = sess
+    @torch.no_grad()
+    def encode(self, mel: Tensor, *, batch: int | None = None, sample_len: int | None = None) -> Encoded:
+        """Encoder states of `mel` [n, n_mels, 3000] -> cross k/v of rows :n of the session of bucket
+        max(n, batch) (`batch` pins the bucket: a fixed batch that never recompiles)."""
+        n = mel.shape[0]
+        sess = self.session(max(n, batch or 0), sample_len or self.sample_len)
+        encode(self.model, mel.to(self.device, self.dtype), sess.cache)  # eager: cuBLAS/SDPA-bound
+        enc = Encoded(self, sess, n)
+        self.holders[sess] = enc
+        return enc
 
     @torch.no_grad()
-    def run(self, mel: Tensor | None, rows: list[Row | None], *, sample_len: int, suppress_tokens="-1",
-            suppress_blank: bool = True, batch: int | None = None,
-            repetition_guard: int | None = None, sess: Session | None = None) -> list[RowOutput | None]:
-        """Decode one window per row; `None` rows sit idle (done from the start).
-
-        mel: [n, n_mels, 3000] for the rows, or None to reuse the cross k/v already in the session (a
-        fallback re-decode of some rows of the same windows). `batch` pins the bucket (default: n rows).
-        repetition_guard: stop a row whose last N tokens loop one n-gram (checked at the host checks).
-        `sess`: the session to run in (default: the bucket of `batch` or the rows)."""
-        sess = sess or self.session(max(len(rows), batch or 0), sample_len)
-        if mel is not None:
-            self.encode(mel, sess)
+    def run(self, sess: Session, rows: list[Row | None], o: DecodingOptions) -> list[RowOutput | None]:
+        """Greedy or sampled decode of one window per row of `sess` (cross k/v in place); `None` rows sit idle.
+        Reads o.suppress_tokens, o.suppress_blank and o.repetition_guard (stop a row whose last N tokens
+        loop one n-gram, checked every CHECK_EVERY steps); each row carries its own temperature."""
         sample = any(r is not None and r.temperature > 0 for r in rows)
-        n_steps = self.prefill(sess, rows, suppress_tokens, suppress_blank, sample)
+        n_steps = self.prefill(sess, rows, o, sample)
         step = self.step_fn(sess, sample)
         every = CHECK_EVERY if self.device.type == "cuda" else 1  # reading a CPU tensor costs no sync
         for i in range(1, n_steps):
             if i % every == 0 and bool(sess.done.all()):  # the loop's only host sync
                 break
-            if repetition_guard and i % CHECK_EVERY == 0:
-                stop_loops(sess, i, repetition_guard)
+            if o.repetition_guard and i % CHECK_EVERY == 0:
+                stop_loops(sess, i, o.repetition_guard)
             step(self.model.decoder, sess)
-        return self.readout(sess, rows)
+        return readout(sess, rows)
 
-    def pack(self, sess: Session, rows: list[Row | None]) -> tuple[Tensor, int]:
-        """The rows' prompts (left-padded into a prompt bucket P) and per-row settings as one [B, P + META]
-        long tensor on the host (what `step.prefill` unpacks on the device), and the largest token cap."""
-        B, n_ctx = sess.batch, self.model.config.n_text_ctx
-        idle = Row(prompt=(self.tok.eot,), sot_index=0)
-        flags = [(ACTIVE if r else 0) | (TIMESTAMPS if r and r.timestamps else 0) for r in rows] + [0] * (B - len(rows))
-        rows = [r or idle for r in rows] + [idle] * (B - len(rows))
-        P = prompt_bucket(max(len(r.prompt) for r in rows))
-        packed = torch.full((B, P + META), self.tok.eot, dtype=torch.long)
-        for i, r in enumerate(rows):
-            packed[i, P - len(r.prompt):P] = torch.tensor(r.prompt)
-        offset = torch.tensor([P - len(r.prompt) for r in rows])
-        caps = [min(sess.sample_len, n_ctx + 1 - len(r.prompt)) if f & ACTIVE else 1 for r, f in zip(rows, flags)]
-        temps = torch.tensor([r.temperature for r in rows], dtype=torch.float32).view(torch.int32)
-        packed[:, P:] = torch.stack([offset, offset + torch.tensor([r.sot_index for r in rows]), torch.tensor(caps),
-                                     torch.tensor([r.noise_seed() for r in rows]), torch.tensor(flags),
-                                     temps.long()], dim=1)
-        return packed, max(caps)
-
-    def prefill(self, sess: Session, rows: list[Row | None], suppress_tokens, suppress_blank: bool,
-                sample: bool = True) -> int:
-        """Write the prompts into the cache, reset the state, store no-speech, select the first token;
-        -> the most tokens a row may take (known on the host: the loop starts without a sync)."""
-        suppress, begin = self.masks(suppress_tokens, suppress_blank)
+    def rules(self, sess: Session, o: DecodingOptions) -> None:
+        """The options' suppression masks into the session (the logit rules read them at every step)."""
+        suppress, begin = self.masks(o.suppress_tokens, o.suppress_blank)
         sess.suppress.copy_(suppress)
         sess.begin.copy_(begin)
-        packed, n_steps = self.pack(sess, rows)
+
+    def prefill(self, sess: Session, rows: list[Row | None], o: DecodingOptions, sample: bool = True) -> int:
+        """Write the prompts into the cache, reset the state, store no-speech, select the first token;
+        -> the most tokens a row may take (known on the host: the loop starts without a sync)."""
+        self.rules(sess, o)
+        packed, n_steps = pack(sess, rows, self.model.config.n_text_ctx)
         packed = packed.to(self.device)  # the window's one host -> device copy
         fn = prefill  # compiled on CUDA only: launch-bound there; on CPU a compile per prompt bucket costs more
         if self.device.type == "cuda":
@@ -163,17 +120,58 @@ class Engine:
         fn(self.model.decoder, sess, packed, sample or self.compile)  # compiled: one graph for all temperatures
         return n_steps
 
-    def readout(self, sess: Session, rows: list[Row | None]) -> list[RowOutput | None]:
-        n = len(rows)
-        out, caps = sess.out[:n].cpu().tolist(), sess.cap[:n].cpu().tolist()
-        lps, ns = sess.sum_logprob[:n].cpu().tolist(), sess.no_speech[:n].cpu().tolist()
-        results: list[RowOutput | None] = []
-        for r, toks, cap, lp, p in zip(rows, out, caps, lps, ns):
-            toks = toks[:cap]
-            if self.tok.eot in toks:
-                toks = toks[: toks.index(self.tok.eot)]
-            results.append(RowOutput(tokens=toks, sum_logprob=lp, no_speech_prob=p) if r else None)
-        return results
+
+class Encoded:
+    """n windows encoded by `Engine.encode`: their cross k/v sit in rows :n of `sess` (the home session).
+    Valid until another batch is encoded into that session (then its operations raise RuntimeError)."""
+
+    def __init__(self, engine: Engine, sess: Session, n: int):
+        self.engine, self.sess, self.n = engine, sess, n
+        self.size = sess.batch  # the bucket: group sessions hold `group` rows per window of it
+
+    def _check(self, sess: Session) -> Session:
+        if self.engine.holders.get(sess) is not self:
+            raise RuntimeError("this encoded batch was overwritten by a later Engine.encode into the same "
+                               "session; use the newest one (or encode again)")
+        return sess
+
+    def rows(self, group: int = 1, sample_len: int | None = None) -> Session:
+        """A session whose rows w*group .. w*group+group-1 hold window w's cross k/v (copied once from the
+        home session when group or sample_len differ from its own)."""
+        home = self._check(self.sess)
+        dst = self.engine.session(self.size, sample_len or self.engine.sample_len, group)
+        if dst is not home and self.engine.holders.get(dst) is not self:
+            regroup(home, dst, group, self.n)
+            self.engine.holders[dst] = self
+        return dst
+
+    @torch.no_grad()
+    def detect_language(self) -> list[tuple[str, dict[str, float]]]:
+        """Per window: (best language code, {code: probability}) (openai-whisper's method)."""
+        return language.detect_language(self.engine, self._check(self.sess), self.n)
+
+    def run(self, rows: list[Row | None], o: DecodingOptions) -> list[RowOutput | None]:
+        """One pass at o's settings, row i on window i: greedy/sampling, K beams, or best_of samples."""
+        return window.decode_pass(self, o, rows)
+
+    def decode(self, options: DecodingOptions, *, temperatures: Sequence[float] | None = None,
+               prompts: Sequence | None = None, languages: Sequence[str | None] | None = None,
+               needs_fallback: Callable[[DecodingResult], bool] | None = None) -> list[DecodingResult]:
+        """Every window decoded, with temperature fallback (see `window.decode`)."""
+        return window.decode(self, options, temperatures=temperatures, prompts=prompts, languages=languages,
+                             needs_fallback=needs_fallback)
+
+    @torch.no_grad()
+    def align(self, seqs: list[list[int] | None]) -> tuple[list, list]:
+        """Per window: cross-attention logits of the alignment heads and the logits of `seqs[w]` (timing.py)."""
+        return timing.alignment_weights(self.engine, self._check(self.sess), seqs)
+
+
+def regroup(src: Session, dst: Session, group: int, n: int) -> None:
+    """Copy windows' cross k/v from rows :n of `src` to rows w*group .. w*group+group-1 of `dst`."""
+    for i in range(src.cache.n_layer):
+        for kind in ("cross_k", "cross_v"):
+            dst.cache.layer(kind, i)[:n * group].copy_(src.cache.layer(kind, i)[:n].repeat_interleave(group, 0))
 
 
 def looping(tokens: list[int], span: int, max_period: int = 16) -> bool:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from .step import Session
-from .engine import Engine
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 
 @torch.no_grad()

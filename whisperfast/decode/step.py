@@ -1,4 +1,4 @@
-"""The window's prefill, the per-token step, and every `torch.compile` call of the package (`compiled`).
+"""The window's prefill, the per-token step, and every `torch.compile` call of the package (`compile_for`).
 
 `Session` holds, at fixed addresses, everything a batch bucket's decode loop reads and writes: the static
 k/v cache, the sampled tokens, the logit-rule state, the per-row temperature, the done mask and the
@@ -12,8 +12,9 @@ bucket is a first compile and never a recompile):
   prefill                                   per batch bucket x prompt bucket, CUDA only: once per window,
                                             but ~40 kernels per layer are launch-bound at batch 1 in eager
   beam.beam_step, beam.reorder,             per batch bucket x beam size x pool size (+ prompt bucket, CUDA
-  beam.beam_prefill                         only, for the prefill): the step with the beam update, then
-                                            the self k/v following the beams (two graphs: see reorder)
+  beam.beam_prefill                         only, for the prefill; + slot bound 32, 64 ... for the reorder):
+                                            the step with the beam update, then the self k/v of the slots
+                                            written so far following the beams (two graphs: see reorder)
 Not compiled: `encode` (the encoder + cross k/v fill, once per window, cuBLAS/SDPA-bound; its time is in
 bench/gpu_throughput.py's breakdown).
 """

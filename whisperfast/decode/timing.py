@@ -1,23 +1,26 @@
 """Word timestamps by openai-whisper's method (timing.py): cross-attention of the alignment heads,
 standardised, median-filtered, averaged, then DTW from tokens to audio frames.
 
-The alignment pass is its own explicit forward over `sot_sequence + <|notimestamps|> + text + EOT`,
-reading the query of each layer and the cached cross keys of the alignment heads only; generation
-itself keeps SDPA and CUDA graphs.
+The alignment pass is one decoder forward (`Decoder.hidden_and_cross`) over `sot_sequence +
+<|notimestamps|> + text + EOT`, left-padded as the prefill pads prompts, that also returns the
+cross-attention logits of the alignment heads; generation itself keeps SDPA and CUDA graphs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..audio import TOKENS_PER_SECOND
-from ..model.layers import mlp
-from .engine import Engine, prompt_bucket
+from .rows import left_pad
 from .step import Session
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 
 @dataclass
@@ -66,31 +69,16 @@ def dtw(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @torch.no_grad()
 def alignment_weights(engine: Engine, sess: Session, seqs: list[list[int] | None]) -> tuple[list, list]:
     """Per row: cross-attention logits of the alignment heads [heads, T, n_audio_ctx] and the logits
-    [T, V] of its sequence, from one batched forward against the rows' cached cross k/v."""
+    [T, V] of its sequence, from one batched decoder forward against the rows' cached cross k/v."""
     dec, cfg, dev = engine.model.decoder, engine.model.config, engine.device
     L, H = len(dec.layers), cfg.n_text_head  # default: every head of the last half of the layers
     heads = sorted((layer, h) for layer, h in cfg.alignment_heads if 0 <= layer < L and 0 <= h < H)
     heads = heads or [(layer, h) for layer in range(L // 2, L) for h in range(H)]  # none given, or none valid
-    B = sess.batch
-    filled = [s if s else [engine.tok.eot] for s in seqs] + [[engine.tok.eot]] * (B - len(seqs))
-    P = max(prompt_bucket(n := max(len(s) for s in filled)), n)  # > 256 tokens only with sample_len > 224
-    tokens = torch.full((B, P), engine.tok.eot, dtype=torch.long)
-    for b, s in enumerate(filled):
-        tokens[b, P - len(s):] = torch.tensor(s)
-    offset = torch.tensor([P - len(s) for s in filled])
+    filled = [s if s else [engine.tok.eot] for s in seqs] + [[engine.tok.eot]] * (sess.batch - len(seqs))
+    tokens, offset = left_pad(filled, engine.tok.eot)  # as the prefill: padding masked, positions shifted
     sess.cache.offset.copy_(offset)
-    cp = torch.arange(P, device=dev)
-    x, mask = dec.embed(tokens.to(dev), cp, sess.cache), sess.cache.self_mask(cp)
-    qks = []
-    for i, layer in enumerate(dec.layers):
-        c = sess.cache
-        x = layer.self_block(x, cp, mask, c.layer("self_k", i), c.layer("self_v", i))
-        q = layer.cross_query(x)  # [B, H, P, D]
-        for h in [h for (l, h) in heads if l == i]:
-            qks.append((q[:, h].float() @ c.layer("cross_k", i)[:, h].float().transpose(-1, -2)) * q.shape[-1] ** -0.5)
-        x = x + layer.encoder_attn.merge(F.scaled_dot_product_attention(q, c.layer("cross_k", i), c.layer("cross_v", i)))
-        x = x + mlp(layer.fc1, layer.fc2, layer.final_layer_norm(x))
-    logits = dec.logits(dec.layer_norm(x))  # [B, P, V]
+    h, qks = dec.hidden_and_cross(tokens.to(dev), torch.arange(tokens.shape[1], device=dev), sess.cache, heads)
+    logits = dec.logits(h)  # [B, P, V]
     qk = torch.stack(qks, dim=1)  # [B, heads, P, S]
     return ([qk[b, :, int(offset[b]):].cpu() if seqs[b] else None for b in range(len(seqs))],
             [logits[b, int(offset[b]):].cpu() if seqs[b] else None for b in range(len(seqs))])

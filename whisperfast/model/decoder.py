@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,11 +34,15 @@ class DecoderLayer(nn.Module):
     def cross_query(self, x: Tensor) -> Tensor:  # [B,T,d] -> [B,H,T,D]
         return self.encoder_attn.heads(self.encoder_attn.q_proj(self.encoder_attn_layer_norm(x)))
 
-    def forward(self, x: Tensor, cache_position: Tensor, mask: Tensor,
-                k_cache: Tensor, v_cache: Tensor, xk: Tensor, xv: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cache_position: Tensor, mask: Tensor, k_cache: Tensor, v_cache: Tensor,
+                xk: Tensor, xv: Tensor, heads: tuple[int, ...] = ()) -> tuple[Tensor, list[Tensor]]:
+        """-> the layer's output [B,T,d], and the cross-attention logits q·kᵀ/√D (fp32, [B,T,S]) of each of
+        `heads` (word alignment reads them; the decode step asks for none)."""
         x = self.self_block(x, cache_position, mask, k_cache, v_cache)
-        x = x + self.encoder_attn.merge(F.scaled_dot_product_attention(self.cross_query(x), xk, xv))
-        return x + mlp(self.fc1, self.fc2, self.final_layer_norm(x))
+        q = self.cross_query(x)  # [B,H,T,D]
+        qk = [(q[:, h].float() @ xk[:, h].float().transpose(-1, -2)) * q.shape[-1] ** -0.5 for h in heads]
+        x = x + self.encoder_attn.merge(F.scaled_dot_product_attention(q, xk, xv))
+        return x + mlp(self.fc1, self.fc2, self.final_layer_norm(x)), qk
 
 
 class Decoder(nn.Module):
@@ -64,10 +70,19 @@ class Decoder(nn.Module):
 
     def hidden(self, tokens: Tensor, cache_position: Tensor, cache: StaticKVCache) -> Tensor:
         """[B, T] tokens at slots `cache_position` [T] -> final-norm states [B, T, d]."""
+        return self.hidden_and_cross(tokens, cache_position, cache)[0]
+
+    def hidden_and_cross(self, tokens: Tensor, cache_position: Tensor, cache: StaticKVCache,
+                         heads: Sequence[tuple[int, int]] = ()) -> tuple[Tensor, list[Tensor]]:
+        """`hidden`, and the cross-attention logits [B, T, n_audio_ctx] (fp32) of each (layer, head) in
+        `heads`, in the order of (layer, head) pairs sorted."""
         x, mask = self.embed(tokens, cache_position, cache), cache.self_mask(cache_position)
+        qks: list[Tensor] = []
         for i, layer in enumerate(self.layers):
-            x = layer(x, cache_position, mask, *(cache.layer(kind, i) for kind in KINDS))
-        return self.layer_norm(x)
+            x, qk = layer(x, cache_position, mask, *(cache.layer(kind, i) for kind in KINDS),
+                          heads=tuple(h for l, h in sorted(heads) if l == i))
+            qks += qk
+        return self.layer_norm(x), qks
 
     def logits(self, h: Tensor) -> Tensor:  # [..., d] -> [..., V] float32
         return (h @ self.embed_tokens.weight.T).float()
