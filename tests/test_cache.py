@@ -129,3 +129,28 @@ def test_compiled_fill_cross_writes_each_layer_once(tiny_en):
         k, v = m.decoder.layers[-1].encoder_attn.kv(xa)
     assert (sess.cache.layer("cross_k", m.config.n_text_layer - 1) - k).abs().max() < 1e-5
     assert (sess.cache.layer("cross_v", m.config.n_text_layer - 1) - v).abs().max() < 1e-5
+
+
+def test_beam_reorder_copies_only_the_written_slots(tiny_en):
+    """The beam k/v reorder with a slot bound: rows follow `src` in slots :n, later slots stay as they were,
+    and the compiled unit allocates no buffer of a layer's whole cache (only the [B, H, n, D] gather)."""
+    from whisperfast.decode.beam import Beams, reorder, written
+
+    sess = tiny_en.engine.session(1, tiny_en.engine.sample_len, group=5)  # one window's 5 beams
+    capacity = sess.cache.layer("self_k", 0).shape[2]
+    assert [written(n, capacity) for n in (1, 4, 32, 33, 100, 300, 480)] == [32, 32, 32, 64, 128, 480, 480]
+    beams = Beams(sess, 5, 5)
+    g = torch.Generator().manual_seed(0)
+    for kind in ("self_k", "self_v"):
+        for i in range(sess.cache.n_layer):
+            sess.cache.layer(kind, i).copy_(torch.randn(sess.cache.layer(kind, i).shape, generator=g))
+    before = {i: sess.cache.layer("self_v", i).clone() for i in range(sess.cache.n_layer)}
+    src = torch.tensor([3, 3, 0, 1, 4])
+    beams.src.copy_(src)
+    code = generated_code(lambda s, b: reorder(s, b, 64), sess, beams)  # ran once
+    layer = sess.cache.layer("self_k", 0)
+    assert max(allocations(code)) <= layer.numel() * 64 // capacity
+    for i, old in before.items():
+        new = sess.cache.layer("self_v", i)
+        assert torch.equal(new[:, :, :64], old[src][:, :, :64])  # copies: exact
+        assert torch.equal(new[:, :, 64:], old[:, :, 64:])
