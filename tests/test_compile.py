@@ -90,3 +90,23 @@ def test_compiled_prefill_equals_eager(tiny_en):
     assert eager["done"].tolist() == [False, True, False, True] and eager["ts_on"].tolist()[:3] == [True, False, False]
     assert eager["temperature"].tolist() == [0.0, 0.0, pytest.approx(0.7), 0.0]
     assert 0 < float(eager["no_speech"][0]) < 1 and int(eager["step"]) == 1
+
+
+def test_compiled_beams_equal_eager_without_recompiles(tiny_en, compiled):
+    """Beam search compiled by inductor (the beam step, and the k/v reorder per slot bound) gives the eager
+    tokens; a second set of windows in the same bucket compiles nothing new (the CUDA twin of this test is in
+    test_cuda.py)."""
+    from torch._dynamo.utils import counters
+
+    two = THREE[:2]
+    assert [r.tokens for r in compiled.decode(two, beam_size=3)] == [r.tokens for r in tiny_en.decode(two, beam_size=3)]
+    graphs = counters["stats"]["unique_graphs"]
+    cfg = torch._dynamo.config
+    old = cfg.error_on_recompile
+    cfg.error_on_recompile = True
+    try:
+        got = compiled.decode(two[::-1], beam_size=3)
+    finally:
+        cfg.error_on_recompile = old
+    assert [r.tokens for r in got] == [r.tokens for r in tiny_en.decode(two[::-1], beam_size=3)]
+    assert counters["stats"]["unique_graphs"] == graphs
