@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from .audio import load_audio
+from .audio import is_array, load_audio
 from .decode.engine import Engine
 from .decode.language import detect_language
 from .decode.options import DecodingOptions, DecodingResult, check_task, verify
@@ -53,6 +54,12 @@ def check_options(where: str, given: dict, accepted) -> None:
                           f"it takes {', '.join(sorted(accepted))}")
 
 
+def fp16_dtype(fp16: bool | None, dtype: str | torch.dtype | None) -> str | torch.dtype | None:
+    """openai-whisper's `fp16` as a load dtype: False -> float32, True -> the device's default (float16 on
+    CUDA, float32 on CPU); an explicit dtype wins."""
+    return dtype if dtype is not None or fp16 is not False else "float32"
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     if dtype is None:
         return torch.float16 if device.type == "cuda" else torch.float32
@@ -93,7 +100,7 @@ class WhisperModel:
         check_options("decode", options, [f.name for f in fields(DecodingOptions)])
         if prompt is not None and not isinstance(prompt, (str, list, tuple)):
             raise OptionError(f"decode: prompt must be a str, a list of token ids or None, not {type(prompt).__name__}")
-        batch = isinstance(audio, (list, tuple))
+        batch = isinstance(audio, list) or (isinstance(audio, tuple) and not is_array(audio))
         items = list(audio) if batch else [audio]
         opts = DecodingOptions(task=task, language=language, temperature=temperature,
                                without_timestamps=without_timestamps, **options)
@@ -114,12 +121,32 @@ class WhisperModel:
         self.engine.encode(mel, sess)
         return detect_language(self.engine, sess, 1)[0]
 
-    def transcribe(self, audio, **kwargs):
-        """See `whisperfast.transcribe`."""
+    def transcribe(self, audio, *, fp16: bool | None = None, **kwargs):
+        """See `whisperfast.transcribe`. `fp16`: openai-whisper's switch, checked against the dtype the model
+        was loaded in (True on CPU warns as whisper does and runs float32; False on a float16 model is an
+        OptionError: load it with dtype="float32")."""
+        self._check_fp16(fp16)
         takes = [p.name for f in (transcribe_with, make_plan) for p in inspect.signature(f).parameters.values()
                  if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in ("model", "audio")]
         check_options("transcribe", kwargs, takes + [f.name for f in fields(DecodingOptions)])
         return transcribe_with(self, audio, **kwargs)
+
+    def _check_fp16(self, fp16: bool | None) -> None:
+        if fp16 is None:
+            return
+        if not isinstance(fp16, bool):
+            raise OptionError(f"fp16 must be True or False, not {fp16!r}")
+        dtype = self.model.dtype
+        if fp16 and self.device.type == "cpu":
+            if dtype != torch.float32:
+                return
+            warnings.warn("FP16 is not supported on CPU; using FP32 instead", stacklevel=3)
+        elif fp16 and dtype == torch.float32:
+            warnings.warn("fp16=True: this model was loaded as float32 and runs so; load it with "
+                          "dtype='float16' for half precision", stacklevel=3)
+        elif not fp16 and dtype != torch.float32:
+            raise OptionError(f"fp16=False: this model was loaded as {str(dtype).removeprefix('torch.')}; load "
+                              "it with load_model(..., dtype='float32') to run in full precision")
 
 
 def load_model(name_or_path: str | os.PathLike = "tiny.en", device: str | torch.device | None = None,

@@ -6,20 +6,31 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 
+import numbers
+
+from .audio import is_array
 from .chunked import run_chunked
+from .errors import OptionError
 from .plan import Plan, make_plan
 from .results import Segment, TranscriptionResult
 from .sequential import result_of, run_streams
 
 
-def transcribe_with(model, audio, *, stream: bool = False, verbose: bool = False, **kwargs):
+def transcribe_with(model, audio, *, stream: bool = False, verbose: bool = False, sample_rate: int | None = None,
+                    **kwargs):
     """Transcribe a file/array (-> TranscriptionResult) or a list of them (-> list, same order).
 
+    A bare array or tensor is taken to be 16 kHz audio; give its rate as an `(array, sample_rate)` pair,
+    or `sample_rate=` for every bare array of the call (files carry their own rate).
     With `stream=True`, yields Segments as they are decided ((index, Segment) pairs for a list).
     `verbose=True` prints each segment to stdout and shows a progress bar (audio seconds) on stderr.
     """
-    many = isinstance(audio, (list, tuple))
+    many = isinstance(audio, list) or (isinstance(audio, tuple) and not is_array(audio))
     sources = list(audio) if many else [audio]
+    if sample_rate is not None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate <= 0:
+            raise OptionError(f"sample_rate must be a positive int in Hz (of the arrays given), not {sample_rate!r}")
+        sources = [(s, int(sample_rate)) if is_array(s) and not isinstance(s, tuple) else s for s in sources]
     plan = make_plan(model, **kwargs)
     gen = _generate(model, sources, plan, verbose)
     if stream:
