@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,3 +83,26 @@ def test_openai_keywords_not_offered_say_so(tiny_en):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert tiny_en.transcribe(audio, verbose=None).text  # openai's "print nothing"
+
+
+@pytest.mark.parametrize("clips", ["5,20,30", "0,12.5,40,45.3,50", [3.0, 9.99, 31.0, 64.0], "62"])
+def test_clip_timestamps_as_openai(tiny_en, openai_tiny_en, clips):
+    """openai's seek_clips: start,end pairs in seconds, an odd last start runs to the end of the file."""
+    audio = np.concatenate([load_audio(clip("sonnet001.mp3")), load_audio(clip("jfk.flac"))])  # 64.3 s
+    ref = whisper.transcribe(openai_tiny_en, audio, fp16=False, clip_timestamps=clips)
+    ours = tiny_en.transcribe(audio, clip_timestamps=clips)
+    assert ours["text"] == ref["text"]
+    assert [(s["seek"], s["tokens"], s["text"]) for s in ours["segments"]] == [
+        (s["seek"], s["tokens"], s["text"]) for s in ref["segments"]]
+    assert [t for s in ours["segments"] for t in (s["start"], s["end"])] == pytest.approx(
+        [t for s in ref["segments"] for t in (s["start"], s["end"])], abs=1e-9)  # from the same tokens
+
+
+def test_clip_timestamps_past_the_end_and_bad_values(tiny_en):
+    """An end past the file stops at its end (openai-whisper decodes empty windows there without end)."""
+    audio = load_audio(clip("jfk.flac"))
+    assert tiny_en.transcribe(audio, clip_timestamps="2,90").text == tiny_en.transcribe(audio, clip_timestamps="2").text
+    assert tiny_en.transcribe(audio, clip_timestamps="20,30").segments == []
+    for bad in ("a,b", "-1,3", [float("nan")], 5):
+        with pytest.raises(OptionError, match="clip_timestamps"):
+            tiny_en.transcribe(audio, clip_timestamps=bad)
