@@ -142,3 +142,8 @@ def test_clip_timestamps_same_as_the_api(tiny_en):
     want = tiny_en.transcribe(str(DATA / "sonnet001.mp3"), clip_timestamps="5,20,30")
     assert [s["text"] for s in got["segments"]] == [s.text for s in want.segments]
     assert got["segments"][0]["start"] >= 5.0 and all(not 20.0 < s["start"] < 30.0 for s in got["segments"])
+
+
+def test_bad_clip_timestamps_are_a_usage_error(capsys):
+    assert cli.main([str(LDC), "--clip_timestamps", "5,x"]) == 2
+    assert "clip_timestamps" in capsys.readouterr().err

@@ -78,7 +78,7 @@ def test_fp16_keyword(tiny_en, tiny_en_dir, monkeypatch):
 
 def test_openai_keywords_not_offered_say_so(tiny_en):
     audio = load_audio(clip("LDC93S1.wav"))
-    with pytest.raises(OptionError, match="prefix"):
+    with pytest.raises(OptionError, match="openai-whisper's option prefix is not supported"):
         tiny_en.transcribe(audio, prefix="Hello")
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -17,6 +17,8 @@ _loaded: dict[tuple, WhisperModel] = {}
 def transcribe(audio, model: str | WhisperModel = "tiny.en", *, device=None, dtype=None, compile=None, **kwargs):
     """Transcribe a file, array or bytes (or a list of them) with a model name, path, or loaded model.
 
+    A bare array or tensor is 16 kHz audio; pass `(array, sample_rate)` or `sample_rate=` for another rate.
+
     Keyword arguments are those of `WhisperModel.transcribe` (language, task, temperature, ...), which
     takes openai-whisper's transcribe() keywords too (`fp16=False` loads a model by name in float32).
     A model loaded by name is kept for later calls in this process.

@@ -46,8 +46,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return d
 
 
+OPENAI_ONLY = {  # openai-whisper's transcribe()/decode() keywords this engine does not take, and why
+    "prefix": "a forced prefix per window is not implemented",
+    "prompt": "use initial_prompt (transcribe) or decode(..., prompt=...)",
+    "max_initial_timestamp": "the first timestamp is capped at 1.0 s as in openai-whisper's default",
+}
+
+
 def check_options(where: str, given: dict, accepted) -> None:
     """OptionError naming any keyword in `given` that `where` does not take (not a TypeError from deep inside)."""
+    for name in sorted(set(given) & set(OPENAI_ONLY) - set(accepted)):
+        raise OptionError(f"{where}: openai-whisper's option {name} is not supported by whisperfast: {OPENAI_ONLY[name]}")
     unknown = sorted(set(given) - set(accepted))
     if unknown:
         raise OptionError(f"{where}: unknown option(s) {', '.join(unknown)}; "

@@ -11,7 +11,8 @@ input (its outputs are named stdin.txt, ...). `--dtype float16` on CPU warns as 
 
 stdout carries only transcripts: with no --output_dir the text of each file is printed as well as
 written, and with --output_dir - the chosen format is printed; progress, --verbose segment lines and
-warnings (`whisperfast: warning: ...`) go to stderr. The output directory is checked before any decoding. Files are written atomically as each batch of `--batch_size` files finishes, and Ctrl-C while a
+warnings (`whisperfast: warning: ...`) go to stderr. The output directory is checked before any decoding.
+Files are written atomically as each batch of `--batch_size` files finishes, and Ctrl-C while a
 file's outputs are being written waits for them, so an interrupted run leaves every finished file with
 all of its outputs complete and no partial or temporary files. Usage errors are one line. Exit status:
 0 done, 1 some files skipped (--on_error skip), 2 a usage or input error (`whisperfast: error: ...`),
@@ -33,6 +34,7 @@ import numpy as np
 
 from .decode.options import DecodingOptions
 from .errors import AudioError, OptionError, WhisperfastError
+from .plan import clip_timestamps_of
 from .writers import FORMATS, WRITERS, get_writer
 
 WORD_OPTIONS = ("highlight_words", "max_line_count", "max_line_width", "max_words_per_line")
@@ -188,6 +190,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--suppress_tokens takes comma-separated token ids such as '-1' or '-1,50257', "
                      f"not {args.suppress_tokens!r}")
     try:
+        clip_timestamps_of(args.clip_timestamps)
         args.temperatures = temperatures(args.temperature, args.temperature_increment_on_fallback)
         search = DecodingOptions(beam_size=args.beam_size, best_of=args.best_of, patience=args.patience,
                                  length_penalty=args.length_penalty)

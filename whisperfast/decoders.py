@@ -6,7 +6,9 @@ wheel) reads the rest (MP4/M4A/AAC, WebM/Matroska, Opus in MP4, WMA, AMR, video 
 whose header declares no data (unfinished recordings), and the part of a FLAC that libsndfile stops on.
 A damaged or truncated file is read up to the first undecodable point: `blocks()` then ends and
 `decoder.stopped` says why; `declared` is the number of frames the header promises (0: unknown), so
-the caller can say how much was read. Decoder libraries' own messages never reach the terminal.
+the caller can say how much was read. Decoder libraries' own messages never reach the terminal:
+libmpg123 prints to file descriptor 2 itself, so while libsndfile opens a file or reads an MP3 block, fd 2
+points at /dev/null (`quiet_stderr`; another thread's stderr output in that moment is lost with it).
 """
 
 from __future__ import annotations
@@ -93,12 +95,15 @@ class _SoundFile(Decoder):
             rest = _PyAV(self.src, self.name, self.head, self.stopped or "", self.block)
         except AudioError:
             return
+        if (rest.rate, rest.channels) != (self.rate, self.channels):  # another reading of the file: keep ours
+            rest.close()
+            return
         for block in rest.blocks():
             skip = min(n, len(block))  # frames libsndfile already gave
             n -= skip
             if skip < len(block):
                 yield block[skip:]
-        self.stopped = rest.stopped or self.stopped
+        self.stopped = rest.stopped  # None: PyAV decoded to the end (a warning still comes if it is short)
 
 
 def _declared_frames(f: sf.SoundFile) -> int:
