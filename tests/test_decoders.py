@@ -7,7 +7,6 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import av

@@ -20,7 +20,6 @@ import warnings
 from typing import BinaryIO, Iterator, NamedTuple, Union
 
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 
