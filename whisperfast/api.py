@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from .audio import load_audio
+from .audio import is_array, load_audio
 from .decode.engine import Engine
 from .decode.options import DecodingOptions, DecodingResult, check_task, verify
 from .errors import ModelLoadError, OptionError
@@ -43,12 +44,27 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return d
 
 
+OPENAI_ONLY = {  # openai-whisper's transcribe()/decode() keywords this engine does not take, and why
+    "prefix": "a forced prefix per window is not implemented",
+    "prompt": "use initial_prompt (transcribe) or decode(..., prompt=...)",
+    "max_initial_timestamp": "the first timestamp is capped at 1.0 s as in openai-whisper's default",
+}
+
+
 def check_options(where: str, given: dict, accepted) -> None:
     """OptionError naming any keyword in `given` that `where` does not take (not a TypeError from deep inside)."""
+    for name in sorted(set(given) & set(OPENAI_ONLY) - set(accepted)):
+        raise OptionError(f"{where}: openai-whisper's option {name} is not supported by whisperfast: {OPENAI_ONLY[name]}")
     unknown = sorted(set(given) - set(accepted))
     if unknown:
         raise OptionError(f"{where}: unknown option(s) {', '.join(unknown)}; "
                           f"it takes {', '.join(sorted(accepted))}")
+
+
+def fp16_dtype(fp16: bool | None, dtype: str | torch.dtype | None) -> str | torch.dtype | None:
+    """openai-whisper's `fp16` as a load dtype: False -> float32, True -> the device's default (float16 on
+    CUDA, float32 on CPU); an explicit dtype wins."""
+    return dtype if dtype is not None or fp16 is not False else "float32"
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -91,7 +107,7 @@ class WhisperModel:
         check_options("decode", options, [f.name for f in fields(DecodingOptions)])
         if prompt is not None and not isinstance(prompt, (str, list, tuple)):
             raise OptionError(f"decode: prompt must be a str, a list of token ids or None, not {type(prompt).__name__}")
-        batch = isinstance(audio, (list, tuple))
+        batch = isinstance(audio, list) or (isinstance(audio, tuple) and not is_array(audio))
         items = list(audio) if batch else [audio]
         opts = DecodingOptions(task=task, language=language, temperature=temperature,
                                without_timestamps=without_timestamps, **options)
@@ -111,12 +127,32 @@ class WhisperModel:
             mel = short_form_features([load_audio(audio)], self.config.n_mels)
         return self.engine.encode(mel).detect_language()[0]
 
-    def transcribe(self, audio, **kwargs):
-        """See `whisperfast.transcribe`."""
+    def transcribe(self, audio, *, fp16: bool | None = None, **kwargs):
+        """See `whisperfast.transcribe`. `fp16`: openai-whisper's switch, checked against the dtype the model
+        was loaded in (True on CPU warns as whisper does and runs float32; False on a float16 model is an
+        OptionError: load it with dtype="float32")."""
+        self._check_fp16(fp16)
         takes = [p.name for f in (transcribe_with, make_plan) for p in inspect.signature(f).parameters.values()
                  if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in ("model", "audio")]
         check_options("transcribe", kwargs, takes + [f.name for f in fields(DecodingOptions)])
         return transcribe_with(self, audio, **kwargs)
+
+    def _check_fp16(self, fp16: bool | None) -> None:
+        if fp16 is None:
+            return
+        if not isinstance(fp16, bool):
+            raise OptionError(f"fp16 must be True or False, not {fp16!r}")
+        dtype = self.model.dtype
+        if fp16 and self.device.type == "cpu":
+            if dtype != torch.float32:
+                return
+            warnings.warn("FP16 is not supported on CPU; using FP32 instead", stacklevel=3)
+        elif fp16 and dtype == torch.float32:
+            warnings.warn("fp16=True: this model was loaded as float32 and runs so; load it with "
+                          "dtype='float16' for half precision", stacklevel=3)
+        elif not fp16 and dtype != torch.float32:
+            raise OptionError(f"fp16=False: this model was loaded as {str(dtype).removeprefix('torch.')}; load "
+                              "it with load_model(..., dtype='float32') to run in full precision")
 
 
 def load_model(name_or_path: str | os.PathLike = "tiny.en", device: str | torch.device | None = None,

@@ -3,8 +3,10 @@
 Contract: `load_audio` returns a fresh 1-D float32 numpy array at `sr` Hz, or raises `AudioError` naming the
 file, the problem and what to do. Files are decoded, mixed down and resampled in blocks, so memory holds
 the output plus O(block) working space; `open_audio` yields those blocks instead, for consumers that never
-need the whole waveform (features.long_form_features_from_file). Arrays are taken to be at `sr` already
-(never resampled).
+need the whole waveform (features.long_form_features_from_file). A bare array is taken to be at `sr`
+(16 kHz) already; an `(array, sample_rate)` pair is resampled from its rate. Decoding itself (libsndfile,
+or PyAV for the containers libsndfile cannot read) is in decoders.py; a file read only in part (truncated
+or damaged) is transcribed as far as it decodes, with an AudioWarning saying how much was read.
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ from __future__ import annotations
 import io
 import numbers
 import os
-import re
+import stat
+import sys
 import warnings
 from typing import BinaryIO, Iterator, NamedTuple, Union
 
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-from whisperfast.errors import AudioError, OptionError
+from whisperfast.decoders import SUPPORTED, Decoder, open_decoder  # noqa: F401  (SUPPORTED: this module's API)
+from whisperfast.errors import AudioError, AudioWarning, OptionError
 from whisperfast.resample import _Resampler, resample  # noqa: F401  (resample: part of this module's API)
 
 SAMPLE_RATE = 16000
@@ -34,11 +37,10 @@ FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100 (10 ms per frame)
 N_SAMPLES_PER_TOKEN = HOP_LENGTH * 2  # 320: the encoder's conv2 has stride 2
 TOKENS_PER_SECOND = SAMPLE_RATE // N_SAMPLES_PER_TOKEN  # 50 (20 ms per audio position)
 
-AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, torch.Tensor]
-SUPPORTED = "WAV, FLAC, OGG (Vorbis/Opus), MP3, AIFF, CAF, W64/RF64 and the other formats of libsndfile"
+AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray, torch.Tensor,
+                    tuple]  # the tuple: (array or tensor, its sample rate)
+STDIN = "-"  # as a path: standard input (a pipe or a redirected file)
 _BLOCK = 1 << 18  # input frames decoded / resampled per step (≈6 s at 44.1 kHz)
-_MAGIC = [(b"ftyp", 4, "an MP4/M4A/MOV container (AAC/ALAC)"), (b"\x1aE\xdf\xa3", 0, "a WebM/Matroska container"),
-          (b"0&\xb2u", 0, "an ASF/WMA file"), (b"#!AMR", 0, "an AMR file"), (b"AVI ", 8, "an AVI video")]
 
 # ---- loading -------------------------------------------------------------------------------------------
 class OpenedAudio(NamedTuple):
@@ -52,15 +54,17 @@ class OpenedAudio(NamedTuple):
 def load_audio(source: AudioSource, sr: int = SAMPLE_RATE, *, channel: int | str | None = None) -> np.ndarray:
     """Decode `source` to float32 mono at `sr` Hz -> [n_samples].
 
-    source: a path (any format libsndfile reads: wav, flac, ogg/opus, mp3, ...), encoded `bytes`, a binary
-    file object, or a numpy array / torch tensor already at `sr` Hz (int16 /32768, int32 /2**31, int8 /128,
-    uint8 centred at 128; 2-D (samples, channels) or (channels, samples) with at most 8 channels).
+    source: a path ("-": standard input; pipes and other unseekable files are read whole first) of any
+    format in `SUPPORTED` (wav, flac, ogg/opus, mp3, m4a/mp4/aac, webm, ...), encoded `bytes`, a binary
+    file object, a numpy array / torch tensor at 16 kHz (`sr` Hz), or an `(array, sample_rate)` pair at any
+    rate (int16 /32768, int32 /2**31, int8 /128, uint8 centred at 128; 2-D (samples, channels) or
+    (channels, samples) with at most 8 channels).
     channel: None averages the channels; 0/1/... or "left"/"right" picks one.
     NaN/Inf samples are replaced with 0 and a RuntimeWarning is issued. Errors (zero length included)
     raise AudioError.
     """
     opened = open_audio(source, sr, channel=channel)
-    if isinstance(source, (np.ndarray, torch.Tensor)):
+    if is_array(source):
         y = next(opened.blocks, np.zeros(0, np.float32))  # one block, already a fresh copy
     else:
         y = _concatenate(opened.blocks, opened.expected)
@@ -90,9 +94,11 @@ def open_audio(source: AudioSource, sr: int = SAMPLE_RATE, *, channel: int | str
     if channel is not None and not isinstance(channel, numbers.Integral) and channel not in ("left", "right"):
         raise OptionError(f"load_audio: channel={channel!r}; use None (average), 0, 1, ..., 'left' or 'right'")
     sr, channel = int(sr), int(channel) if isinstance(channel, numbers.Integral) else channel
-    if isinstance(source, (np.ndarray, torch.Tensor)):
-        name = "audio tensor" if isinstance(source, torch.Tensor) else "audio array"
-        x = _from_array(source, channel, name)
+    if is_array(source):
+        array, rate = source if isinstance(source, tuple) else (source, sr)
+        name = "audio tensor" if isinstance(array, torch.Tensor) else "audio array"
+        x = _from_array(array, channel, name)
+        x = resample(x, int(rate), sr) if rate != sr and len(x) else x
         return OpenedAudio(name, len(x), iter([x] if len(x) else []))
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _open_file(io.BytesIO(bytes(source)), "<bytes>", sr, channel)
@@ -100,21 +106,43 @@ def open_audio(source: AudioSource, sr: int = SAMPLE_RATE, *, channel: int | str
         name = str(getattr(source, "name", "<file object>"))
         seekable = getattr(source, "seekable", lambda: False)()
         return _open_file(source if seekable else io.BytesIO(source.read()), name, sr, channel)
+    if isinstance(source, (str, os.PathLike)) and os.fspath(source) == STDIN:
+        return _open_file(io.BytesIO(sys.stdin.buffer.read()), "<stdin>", sr, channel)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         _check_path(path)
+        if not os.path.isfile(path):  # a pipe or device (/dev/stdin, <(...)): it cannot seek
+            with open(path, "rb") as f:
+                return _open_file(io.BytesIO(f.read()), path, sr, channel)
         return _open_file(path, path, sr, channel)
+    if isinstance(source, tuple):
+        raise AudioError(f"load_audio: a tuple source must be (array, sample_rate), got a tuple of "
+                         f"{len(source)} ({', '.join(type(x).__name__ for x in source)})")
     raise AudioError(f"load_audio: cannot read audio from a {type(source).__name__}; "
                      "pass a file path, encoded bytes, a binary file object, or a numpy array / torch tensor")
 
 
+def is_array(source) -> bool:
+    """An array, a tensor, or an (array or tensor, positive int sample rate) pair (AudioError if the rate is
+    not a positive int)."""
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        return True
+    if not (isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], (np.ndarray, torch.Tensor))):
+        return False
+    rate = source[1]
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral) or rate <= 0:
+        raise AudioError(f"(array, sample_rate): the sample rate must be a positive int in Hz, not {rate!r}")
+    return True
+
+
 def _check_path(path: str) -> None:
-    """Raise AudioError for a path that is missing, a directory, unreadable or empty."""
+    """Raise AudioError for a path that is missing, a directory, unreadable or empty (a pipe or device is
+    not read here: its first byte would be lost)."""
     if os.path.isdir(path):
         raise AudioError(f"{path!r} is a directory, not an audio file; pass the path of a file inside it")
     try:
         with open(path, "rb") as f:
-            empty = f.read(1) == b""
+            empty = _is_regular(f) and f.read(1) == b""
     except FileNotFoundError:
         raise AudioError(f"audio file {path!r} not found (working directory: {os.getcwd()}); check the path") from None
     except PermissionError:
@@ -125,17 +153,16 @@ def _check_path(path: str) -> None:
         raise AudioError(f"audio file {path!r} is empty (0 bytes); re-record or re-download it")
 
 
-def _what_is(head: bytes) -> str | None:
-    """A name for a container libsndfile cannot read, from its first bytes; None if unknown."""
-    for magic, at, what in _MAGIC:
-        if head[at: at + len(magic)] == magic:
-            return what
-    return None
+def _is_regular(f) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
 
 
 def _open_file(src: str | BinaryIO, name: str, sr: int, channel: int | str | None) -> OpenedAudio:
-    """Open with libsndfile (AudioError naming the container if it cannot) -> blocks mixed down to `channel`
-    (None: the mean) and resampled to `sr`."""
+    """Open with libsndfile or PyAV (AudioError naming the file if neither can) -> blocks mixed down to
+    `channel` (None: the mean) and resampled to `sr`."""
     if isinstance(src, str):
         with open(src, "rb") as f:
             head = f.read(16)
@@ -145,45 +172,52 @@ def _open_file(src: str | BinaryIO, name: str, sr: int, channel: int | str | Non
         src.seek(pos)
     if not head:
         raise AudioError(f"{name}: the audio data is empty (0 bytes); re-record or re-download it")
-    convert = f"Convert it first, e.g. `ffmpeg -i {'input.ext' if name.startswith('<') else name} out.wav`."
+    decoder = open_decoder(src, name, head, _BLOCK)
     try:
-        f = sf.SoundFile(src)
-    except (sf.SoundFileError, RuntimeError) as e:
-        what = _what_is(head)
-        kind = f"{what}, which cannot be decoded here" if what else "not a supported audio file"
-        raise AudioError(f"{name}: {kind} ({e}). Supported: {SUPPORTED}. {convert}") from None
-    try:
-        ch = _channel_index(channel, f.channels, name)
+        ch = _channel_index(channel, decoder.channels, name)
     except AudioError:
-        f.close()
+        decoder.close()
         raise
-    expected = min(-(-max(f.frames, 0) * sr // f.samplerate), 1 << 31)  # libsndfile's count; may be off
-    return OpenedAudio(name, expected, _file_blocks(f, name, sr, ch, convert))
+    expected = min(-(-max(decoder.declared, 0) * sr // decoder.rate), 1 << 31)  # the header's count; may be off
+    return OpenedAudio(name, expected, _file_blocks(decoder, name, sr, ch))
 
 
-def _file_blocks(f: sf.SoundFile, name: str, sr: int, ch: int | None, convert: str) -> Iterator[np.ndarray]:
-    """Decode all of `f` block by block -> float32 mono pieces at sr; closes `f`; checks for truncation."""
-    rs = _Resampler(f.samplerate, sr) if f.samplerate != sr else None
+def _file_blocks(d: Decoder, name: str, sr: int, ch: int | None) -> Iterator[np.ndarray]:
+    """Decode all of `d` block by block -> float32 mono pieces at sr; warns about a file read only in part."""
+    rs = _Resampler(d.rate, sr) if d.rate != sr else None
     n_read = n_bad = 0
-    with f:
-        while True:
-            try:
-                block = f.read(_BLOCK, dtype="float32", always_2d=True)  # [n, channels]
-            except (sf.SoundFileError, RuntimeError) as e:
-                raise AudioError(f"{name}: the file is corrupt or truncated ({e}). Re-download it, "
-                                 f"or salvage the readable part with ffmpeg: {convert}") from None
-            last = len(block) == 0
-            x = block[:, ch] if ch is not None else _downmix(block)  # [n]
-            n_read += len(x)
-            n_bad += _zero_nonfinite(x)
-            y = x if rs is None else (rs.flush() if last else rs.push(x))
-            if last:
-                _check_complete(f, n_read, name, convert)
-                _warn_bad(n_bad, name)
-            if len(y):
-                yield y
-            if last:
-                return
+    for block in d.blocks():  # [n, channels]
+        x = block[:, ch] if ch is not None else _downmix(block)  # [n]
+        n_read += len(x)
+        n_bad += _zero_nonfinite(x)
+        y = x if rs is None else rs.push(x)
+        if len(y):
+            yield y
+    if rs is not None and n_read:
+        yield rs.flush()
+    _warn_bad(n_bad, name)
+    _check_complete(d, n_read, name)
+
+
+def _check_complete(d: Decoder, n_read: int, name: str) -> None:
+    """Nothing decoded from a damaged file: AudioError. A part of it, or less than its header promises: one
+    AudioWarning saying how much was read (the readable part is transcribed)."""
+    read, promised = n_read / d.rate, d.declared / d.rate
+    short = d.declared > 0 and n_read < 0.99 * d.declared and d.declared - n_read > d.rate // 10
+    if d.stopped and n_read == 0:
+        raise AudioError(f"{name}: the file is corrupt or truncated: nothing could be decoded ({d.stopped}); "
+                         "re-download or re-record it")
+    if getattr(d, "zero_header", False) and n_read:
+        _warn(f"{name}: the WAV header declares no audio data (an unfinished recording?); read {read:.1f} s "
+              "up to the end of the file")
+    elif d.stopped or short:
+        of = f" of the {promised:.1f} s its header promises" if d.declared > 0 else ""
+        why = f" ({d.stopped})" if d.stopped else ""
+        _warn(f"{name}: the file is truncated or damaged{why}: read {read:.1f} s{of}; transcribing that part")
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, AudioWarning, stacklevel=5)
 
 
 def _downmix(block: np.ndarray) -> np.ndarray:
@@ -193,18 +227,6 @@ def _downmix(block: np.ndarray) -> np.ndarray:
         x += block[:, c]
     x /= np.float32(block.shape[1])
     return x
-
-
-def _check_complete(f: sf.SoundFile, n_read: int, name: str, convert: str) -> None:
-    """Raise AudioError if the header declares much more audio than could be decoded (a truncated file)."""
-    m = re.search(r"data : (\d+) \(should be (\d+)\)", f.extra_info)  # WAV: libsndfile trims .frames itself
-    declared, got = (int(m[1]), int(m[2])) if m else (f.frames, n_read)
-    if m and declared in (0, 0xFFFFFFFF, 0x7FFFFFFF):  # streamed WAVs carry a placeholder size
-        return
-    if declared > 0 and got < 0.9 * declared:
-        raise AudioError(f"{name}: the file is truncated: its header declares {declared} "
-                         f"{'bytes' if m else 'frames'} of audio but only {got} are present. Re-download it, "
-                         f"or keep the readable part with ffmpeg: {convert}")
 
 
 def _channel_index(channel: int | str | None, n_channels: int, name: str) -> int | None:

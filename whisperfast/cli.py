@@ -6,15 +6,17 @@ moves over by changing the program name. Beyond `whisper`: `--dtype`, `--batch_s
 writing files), every `--option_name` may be spelled `--option-name`, and a True/False option given
 with no value means True. The default model is tiny.en; `--beam_size 5 --best_of 5` are whisper's defaults
 (beams at temperature 0, best-of-5 sampling on fallback; the Python API stays greedy unless asked);
-clip_timestamps is not offered; `--repetition_guard N` stops a window whose last N tokens loop one n-gram.
+`--repetition_guard N` stops a window whose last N tokens loop one n-gram. An audio path `-` is standard
+input (its outputs are named stdin.txt, ...). `--dtype float16` on CPU warns as whisper does and runs float32.
 
 stdout carries only transcripts: with no --output_dir the text of each file is printed as well as
-written, and with --output_dir - the chosen format is printed; progress and --verbose segment lines go to
-stderr. Files are written atomically as each batch of `--batch_size` files finishes, and Ctrl-C while a
+written, and with --output_dir - the chosen format is printed; progress, --verbose segment lines and
+warnings (`whisperfast: warning: ...`) go to stderr. The output directory is checked before any decoding.
+Files are written atomically as each batch of `--batch_size` files finishes, and Ctrl-C while a
 file's outputs are being written waits for them, so an interrupted run leaves every finished file with
 all of its outputs complete and no partial or temporary files. Usage errors are one line. Exit status:
 0 done, 1 some files skipped (--on_error skip), 2 a usage or input error (`whisperfast: error: ...`),
-130 interrupted.
+130 interrupted, 141 stdout closed by its reader (`| head`; quietly, as a program killed by SIGPIPE).
 """
 
 from __future__ import annotations
@@ -26,21 +28,24 @@ import re
 import signal
 import sys
 import threading
+import warnings
 
 import numpy as np
 
 from .decode.options import DecodingOptions
 from .errors import AudioError, OptionError, WhisperfastError
+from .plan import clip_timestamps_of
 from .writers import FORMATS, WRITERS, get_writer
 
 WORD_OPTIONS = ("highlight_words", "max_line_count", "max_line_width", "max_words_per_line")
-UNSUPPORTED_WHISPER_OPTIONS = ("clip_timestamps",)
+UNSUPPORTED_WHISPER_OPTIONS: tuple[str, ...] = ()
+STDIN_NAME = "stdin"  # the output files' name for audio read from standard input ("-")
 
 
 def str2bool(string: str) -> bool:
     values = {"true": True, "false": False}
     if string.lower() not in values:
-        raise ValueError(f"expected True or False, got {string!r}")
+        raise argparse.ArgumentTypeError(f"expected True or False, got {string!r}")
     return values[string.lower()]
 
 
@@ -56,6 +61,26 @@ def optional_str(string: str) -> str | None:
     return None if string == "None" else string
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" only where the help does not already say what the default is."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        if "default" in help or action.default in (None, False, argparse.SUPPRESS) or action.option_strings == []:
+            return help
+        return super()._get_help_string(action)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("whisperfast")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         """A usage error is one line on stderr (not the whole usage text) and exit status 2."""
@@ -63,12 +88,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="whisperfast", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = Parser(prog="whisperfast", formatter_class=HelpFormatter,
                                 description="Transcribe or translate audio files with Whisper.",
                                 epilog="Every --option_name may also be written --option-name.")
     a = p.add_argument
     # fmt: off
-    a("audio", nargs="+", type=str, help="audio file(s) to transcribe")
+    a("audio", nargs="+", type=str, help="audio file(s) to transcribe; - reads standard input")
+    a("--version", action="version", version=f"%(prog)s {version()}")
     a("--model", default="tiny.en", help="model name (tiny.en, base, large-v3, ...), hub id, or local directory")
     a("--model_dir", type=str, default=None, help="where converted models are kept; $WHISPERFAST_CACHE or ~/.cache/whisperfast by default")
     a("--device", default=None, help="cpu, cuda or cuda:N; cuda when available by default")
@@ -104,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--batch_size", type=int, default=1, help="files decoded together; outputs are written as each batch finishes")
     a("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the decode step (default: on cuda)")
     a("--without_timestamps", type=str2bool, default=False, help="decode without timestamp tokens (one segment per 30 s window)")
+    a("--clip_timestamps", type=str, default="0", help="comma-separated list start,end,start,end,... timestamps (in seconds) of clips to process, where the last end timestamp defaults to the end of the file")
     a("--hallucination_silence_threshold", type=optional_float, default=None, help="(requires --word_timestamps True) skip silent periods longer than this threshold (in seconds) when a possible hallucination is detected")
     a("--repetition_guard", type=optional_int, default=None, help="stop a window whose last N tokens loop one n-gram (N >= 8; off by default)")
     a("--seed", type=int, default=0, help="seed of the sampling that temperature fallback uses: the same seed and input give the same output at any --batch_size")
@@ -114,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 BOOL_OPTIONS = ("--verbose", "--carry_initial_prompt", "--condition_on_previous_text", "--fp16",
                 "--word_timestamps", "--highlight_words", "--without_timestamps")
+
+
+BOOLISH = ("true", "false", "1", "0", "yes", "no", "y", "n", "on", "off", "t", "f")  # values, not file names
 
 
 def normalize_argv(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
@@ -127,7 +157,7 @@ def normalize_argv(argv: list[str], parser: argparse.ArgumentParser) -> list[str
         tok = aliases.get(name, name) + eq + value
         out.append(tok)
         nxt = argv[i + 1] if i + 1 < len(argv) else None
-        if tok in BOOL_OPTIONS and (nxt is None or nxt.lower() not in ("true", "false")):
+        if tok in BOOL_OPTIONS and (nxt is None or nxt.lower() not in BOOLISH):
             out.append("True")
     return out
 
@@ -160,6 +190,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--suppress_tokens takes comma-separated token ids such as '-1' or '-1,50257', "
                      f"not {args.suppress_tokens!r}")
     try:
+        clip_timestamps_of(args.clip_timestamps)
         args.temperatures = temperatures(args.temperature, args.temperature_increment_on_fallback)
         search = DecodingOptions(beam_size=args.beam_size, best_of=args.best_of, patience=args.patience,
                                  length_penalty=args.length_penalty)
@@ -194,6 +225,8 @@ def transcribe_options(args: argparse.Namespace) -> dict:
               without_timestamps=args.without_timestamps, batch_size=args.batch_size, on_error=args.on_error,
               verbose=args.verbose, best_of=args.best_of, beam_size=args.beam_size, patience=args.patience,
               length_penalty=args.length_penalty)
+    if args.clip_timestamps != "0":
+        kw["clip_timestamps"] = args.clip_timestamps
     if args.word_timestamps:
         kw.update(word_timestamps=True, prepend_punctuations=args.prepend_punctuations,
                   append_punctuations=args.append_punctuations,
@@ -215,14 +248,29 @@ def check_inputs(args: argparse.Namespace) -> None:
     if str(args.model).endswith(".en") and language not in (None, "en"):
         warn(f"{args.model} is an English-only model but received language {args.language!r}; using English")
         args.language = "en"
+    if args.audio.count("-") > 1:
+        raise OptionError("standard input (-) can be read once; give - at most once")
     if args.on_error == "raise":
         for path in args.audio:
-            if not os.path.exists(path):
+            if path != "-" and not os.path.exists(path):
                 raise AudioError(f"{path}: no such file (check the path, or use --on_error skip to go on without it)")
     if args.max_line_count and not args.max_line_width:
         warn("--max_line_count has no effect without --max_line_width")
     if args.max_words_per_line and args.max_line_width:
         warn("--max_words_per_line has no effect with --max_line_width")
+    if not args.to_stdout:
+        check_output_dir(args.output_dir)
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Create --output_dir and prove it writable, before the model loads and anything is decoded."""
+    import tempfile
+
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        tempfile.TemporaryFile(dir=output_dir).close()
+    except OSError as e:
+        raise OptionError(f"cannot write into --output_dir {output_dir!r}: {e.strerror or e}") from None
 
 
 def load(args: argparse.Namespace):
@@ -230,9 +278,14 @@ def load(args: argparse.Namespace):
 
     from . import load_model
 
+    from .api import DTYPES, resolve_device
+
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = args.dtype or (None if args.fp16 else "float32")
+    if DTYPES.get(str(dtype).lower()) == torch.float16 and resolve_device(args.device).type == "cpu":
+        warn("FP16 is not supported on CPU; using FP32 instead")  # whisper's warning; fp16 is 3-4x slower here
+        dtype = "float32"
     if not args.model_dir:
         return load_model(args.model, device=args.device, dtype=dtype, compile=args.compile)
     saved = os.environ.get("WHISPERFAST_CACHE")
@@ -280,10 +333,6 @@ def run(args: argparse.Namespace) -> int:
     kw = transcribe_options(args)
     writer_options = {o: getattr(args, o) for o in WORD_OPTIONS}
     if not args.to_stdout:
-        try:
-            os.makedirs(args.output_dir, exist_ok=True)
-        except OSError as e:
-            raise OptionError(f"cannot create --output_dir {args.output_dir!r}: {e.strerror}") from None
         write = get_writer(args.output_format, args.output_dir)
     skipped = 0
     for i in range(0, len(args.audio), args.batch_size):
@@ -300,7 +349,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 try:
                     with sigint_deferred():  # a file's outputs appear all together, or (on Ctrl-C before) none
-                        write(result, path, writer_options)
+                        write(result, STDIN_NAME if path == "-" else path, writer_options)
                 except OSError as e:
                     raise OptionError(f"cannot write the outputs of {path} into {args.output_dir!r}: {e}") from None
                 if args.print_text:
@@ -315,10 +364,22 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse: --help, or a usage error (already printed)
         return e.code if isinstance(e.code, int) else 2
     try:
-        return run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return run(args)
     except WhisperfastError as e:
         print(f"whisperfast: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nwhisperfast: interrupted (outputs already written are complete)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`| head -1`): stop quietly
+        with contextlib.suppress(OSError, ValueError):  # nothing more may reach the closed pipe at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (a truncated file, word timestamps on translations, ...) as one `whisperfast:
+    warning:` line each, without the source path."""
+    warn(str(message))

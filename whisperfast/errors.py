@@ -15,3 +15,7 @@ class ModelLoadError(WhisperfastError, RuntimeError):
 
 class OptionError(WhisperfastError, ValueError):
     """An option has an invalid value (names the option and the accepted values)."""
+
+
+class AudioWarning(UserWarning):
+    """The audio was read only in part (a truncated or damaged file) or its header was wrong."""

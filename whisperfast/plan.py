@@ -56,6 +56,25 @@ class Plan:
     silence_threshold: float | None = -50.0
     strategy: str = "sequential"
     words: WordOptions | None = None  # word timestamps (None: off)
+    clip_timestamps: tuple[float, ...] = ()  # start, end, start, ... seconds (an odd count ends at the file's end)
+
+
+def clip_timestamps_of(clip_timestamps) -> tuple[float, ...]:
+    """openai-whisper's clip_timestamps: "start,end,..." or a list of seconds -> a tuple (() for "0": all)."""
+    where = "clip_timestamps (comma-separated start,end,... seconds, e.g. '0,30,60')"
+    if isinstance(clip_timestamps, str):
+        try:
+            points = [float(t) for t in clip_timestamps.split(",")] if clip_timestamps.strip() else []
+        except ValueError:
+            raise OptionError(f"{where}: {clip_timestamps!r} is not a list of numbers") from None
+    elif isinstance(clip_timestamps, (list, tuple)):
+        points = list(clip_timestamps)
+    else:
+        raise OptionError(f"{where}: not {type(clip_timestamps).__name__}")
+    for t in points:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < float("inf"):
+            raise OptionError(f"{where}: every time must be a finite number of seconds >= 0, not {t!r}")
+    return () if points in ([], [0]) else tuple(float(t) for t in points)
 
 
 def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
@@ -64,7 +83,7 @@ def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2,
               without_timestamps=False, batch_size=1, on_error="raise", silence_threshold=-50.0,
               strategy="sequential", word_timestamps=False, prepend_punctuations=PREPEND_PUNCTUATIONS,
               append_punctuations=APPEND_PUNCTUATIONS, hallucination_silence_threshold=None,
-              **decode_options) -> Plan:
+              clip_timestamps="0", **decode_options) -> Plan:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise OptionError(f"batch_size must be a positive int, not {batch_size!r}")
     if on_error not in ("raise", "skip"):
@@ -79,6 +98,9 @@ def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2,
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v):
             raise OptionError(f"{name} must be a number or None, not {v!r}")
     temps = temperatures_of(temperature)
+    clips = clip_timestamps_of(clip_timestamps)
+    if clips and strategy != "sequential":
+        raise OptionError("clip_timestamps needs strategy='sequential'")
     options = DecodingOptions(task=task, language=language, temperature=temps[0],
                               without_timestamps=without_timestamps, **decode_options)
     check_task(options.task, model.config, model.tokenizer.multilingual)
@@ -95,4 +117,4 @@ def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2,
                 thresholds=Thresholds(compression_ratio_threshold, logprob_threshold, no_speech_threshold),
                 condition=condition_on_previous_text, initial_prompt=initial_prompt,
                 carry_initial_prompt=carry_initial_prompt, batch_size=batch_size, on_error=on_error,
-                silence_threshold=silence_threshold, strategy=strategy, words=words)
+                silence_threshold=silence_threshold, strategy=strategy, words=words, clip_timestamps=clips)

@@ -46,9 +46,27 @@ class Stream:
     prompt_reset_since: int = 0
     segments: list[Segment] = field(default_factory=list)
     last_speech: float = 0.0           # openai's last_speech_timestamp (word timestamps)
+    clip_timestamps: tuple[float, ...] = ()  # start, end, start, ... seconds to transcribe (): all
+    clip: int = 0                      # openai's clip_idx into `clips`
 
     def __post_init__(self):
         self.tokens = list(self.initial_prompt)
+        points = [round(t * FRAMES_PER_SECOND) for t in self.clip_timestamps] or [0]  # openai's seek_points
+        points += [self.content_frames] if len(points) % 2 else []
+        self.clips = [(a, min(b, self.content_frames)) for a, b in zip(points[::2], points[1::2])]
+        self.seek = self.clips[0][0]
+        self.enter_clip()
+
+    def enter_clip(self) -> None:
+        """openai's loop head over seek_clips: move seek into the current clip, or on to the next one."""
+        while self.clip < len(self.clips):
+            start, end = self.clips[self.clip]
+            self.seek = max(self.seek, start)
+            if self.seek < end:
+                return
+            self.clip += 1
+            if self.clip < len(self.clips):
+                self.seek = self.clips[self.clip][0]
 
     @property
     def content_frames(self) -> int:
@@ -56,15 +74,19 @@ class Stream:
 
     @property
     def finished(self) -> bool:
-        return self.seek >= self.content_frames
+        return self.clip >= len(self.clips)
+
+    @property
+    def size(self) -> int:  # frames of content in the window at seek (openai's segment_size)
+        return min(N_FRAMES, self.content_frames - self.seek, self.clips[self.clip][1] - self.seek)
 
     def window(self) -> tuple[torch.Tensor, int]:  # -> [n_mels, 3000], frames of content in it
-        size = min(N_FRAMES, self.content_frames - self.seek)
+        size = self.size
         return pad_features(self.mel[:, self.seek: self.seek + size], N_FRAMES), size
 
     def quiet(self, threshold: float | None) -> bool:
         """The window's content (frames seek .. seek + size) never rises above `threshold` dBFS."""
-        size = min(N_FRAMES, self.content_frames - self.seek)
+        size = self.size
         return threshold is not None and self.level is not None and size > 0 and bool(
             self.level[self.seek: self.seek + size].max() < threshold)
 
@@ -132,7 +154,7 @@ def open_stream(model, index: int, source, plan: Plan) -> Stream:
     feats = long_form_features_from_file(source, model.config.n_mels)  # streamed: bounded memory
     prompt = model.tokenizer.encode(" " + plan.initial_prompt.strip()) if plan.initial_prompt else []
     return Stream(index=index, source=str(name) if name else None, mel=feats.mel, initial_prompt=prompt,
-                  language=plan.options.language, level=feats.level)
+                  language=plan.options.language, level=feats.level, clip_timestamps=plan.clip_timestamps)
 
 
 def detect_languages(model, streams: list[Stream]) -> None:
@@ -191,13 +213,14 @@ def run_streams(model, sources: Sequence, plan: Plan, progress=None) -> Iterator
         results, timed = decode_step(model, plan, loud) if loud else ([], {})
         decided = dict(zip(map(id, loud), results))
         for s in active:
-            before, size = s.seek, min(N_FRAMES, s.content_frames - s.seek)
+            before, size = s.seek, s.size
             r = decided.get(id(s))
             if r is None or plan.thresholds.should_skip(r):  # silence: quiet, or no speech
                 s.seek += size
                 segs = []
             else:
                 segs = accept(s, model.tokenizer, r, size, plan.condition, timed.get(id(s)))
+            s.enter_clip()
             if progress is not None:
                 progress.update((min(s.content_frames, s.seek) - before) / FRAMES_PER_SECOND)
             yield s, segs
@@ -222,7 +245,7 @@ def timed_splits(model, plan: Plan, enc: Encoded, streams: list[Stream], results
     rows = []
     for row, (s, r) in enumerate(zip(streams, results)):
         if not plan.thresholds.should_skip(r):
-            size = min(N_FRAMES, s.content_frames - s.seek)
+            size = s.size
             parts, advance = split_segments(model.tokenizer, r, s.seek, size)
             rows.append((s, WordWindow(row=row, segments=parts, tokens=r.tokens, seek=s.seek, size=size,
                                        next_seek=s.seek + advance, content_frames=s.content_frames,
