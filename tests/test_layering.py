@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "whisperfast"
-ORDER = ["errors", "resample", "audio", "features", "tokenizer", "cache", "model", "decode", "results", "words",
+ORDER = ["errors", "resample", "audio", "vad", "features", "tokenizer", "cache", "model", "decode", "results", "words",
          "plan", ("sequential", "chunked"),  # one layer: the two long-form strategies
          "longform",
          "api", "writers", "cli", "__init__", "__main__"]
