@@ -10,6 +10,7 @@ from .chunked import run_chunked
 from .plan import Plan, make_plan
 from .results import Segment, TranscriptionResult
 from .sequential import result_of, run_streams
+from .vadfilter import transcribe_filtered
 
 
 def transcribe_with(model, audio, *, stream: bool = False, verbose: bool = False, **kwargs):
@@ -33,7 +34,15 @@ def transcribe_with(model, audio, *, stream: bool = False, verbose: bool = False
 
 
 def events(model, sources, plan: Plan, progress=None) -> Iterator[tuple[int, list[Segment], TranscriptionResult | None]]:
-    """(file index, new segments, its result once the file is done) from the plan's strategy."""
+    """(file index, new segments, its result once the file is done) from the plan's strategy (on the speech-only
+    audio of each file with `vad_filter`, times mapped back)."""
+    if plan.vad is not None and plan.strategy != "vad":
+        yield from transcribe_filtered(strategy_events, model, sources, plan, progress)
+    else:
+        yield from strategy_events(model, sources, plan, progress)
+
+
+def strategy_events(model, sources, plan: Plan, progress=None):
     if plan.strategy == "chunked":
         yield from run_chunked(model, sources, plan, progress)
         return

@@ -161,8 +161,8 @@ class TimeMap:
     """Seconds in the speech-only audio (the regions concatenated) -> seconds in the original audio
     (faster-whisper's SpeechTimestampsMap; it rounds to 10 ms, here to 1 ms: `precision` decimals)."""
 
-    def __init__(self, speeches: list[dict], precision: int = 3):
-        self.precision = precision
+    def __init__(self, speeches: list[dict], precision: int = 3, slack: float = 0.3):
+        self.precision, self.slack = precision, slack
         self.ends: list[int] = []           # end of each region, in speech-only samples
         self.silence: list[float] = []      # seconds removed before each region
         removed = last = 0
@@ -184,3 +184,32 @@ class TimeMap:
             return t
         k = self.chunk(t, is_end) if chunk is None else chunk
         return round(self.silence[k] + t, self.precision)
+
+    def bounds(self, k: int) -> tuple[float, float]:
+        """Region k in the speech-only timeline, seconds."""
+        return (self.ends[k - 1] if k else 0) / SAMPLE_RATE, self.ends[k] / SAMPLE_RATE
+
+    def span(self, a: float, b: float) -> tuple[float, float]:
+        """A segment [a, b] of the speech-only timeline -> its times in the original. Whisper puts a segment
+        boundary anywhere in the padding around a cut (the two regions' pads are silence side by side), which
+        faster-whisper's point-wise map turns into a segment that starts (or ends) a whole removed gap before
+        (after) its speech. Here the segment spans the regions it overlaps by more than `slack` seconds (the
+        padding + 0.3 s; the one it overlaps most if none), clipped to them."""
+        if not self.ends:
+            return a, b
+        first = self.chunk(a)
+        last = max(first, self.chunk(b, is_end=True))  # a zero-length segment at a cut: the next region
+        overlap = {k: min(b, self.bounds(k)[1]) - max(a, self.bounds(k)[0]) for k in range(first, last + 1)}
+        keep = [k for k, o in overlap.items() if o > self.slack] or [max(overlap, key=overlap.get)]
+        start = max(a, self.bounds(keep[0])[0])
+        end = max(start, min(b, self.bounds(keep[-1])[1])) if keep[-1] == keep[0] else min(b, self.bounds(keep[-1])[1])
+        return self.original(start, keep[0]), self.original(end, keep[-1])
+
+    def word(self, a: float, b: float) -> tuple[float, float]:
+        """A word [a, b] -> the original timeline, both ends in the region of its middle, clipped to it."""
+        if not self.ends:
+            return a, b
+        k = self.chunk((a + b) / 2)
+        lo, hi = self.bounds(k)
+        a, b = min(max(a, lo), hi), min(max(b, lo), hi)
+        return self.original(a, k), self.original(b, k)
