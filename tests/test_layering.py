@@ -8,7 +8,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "whisperfast"
 ORDER = ["errors", "resample", "audio", "vad", "features", "tokenizer", "cache", "model", "decode", "results", "words",
-         "plan", "vadfilter", ("sequential", "chunked"),  # one layer: the long-form strategies
+         "plan", "vadfilter", ("sequential", "chunked", "vadchunks"),  # one layer: the long-form strategies
          "longform",
          "api", "writers", "cli", "__init__", "__main__"]
 FORBIDDEN = {"transformers", "whisper", "faster_whisper", "ctranslate2", "weights_tools"}

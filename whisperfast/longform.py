@@ -10,6 +10,7 @@ from .chunked import run_chunked
 from .plan import Plan, make_plan
 from .results import Segment, TranscriptionResult
 from .sequential import result_of, run_streams
+from .vadchunks import run_vad_chunks
 from .vadfilter import transcribe_filtered
 
 
@@ -43,6 +44,9 @@ def events(model, sources, plan: Plan, progress=None) -> Iterator[tuple[int, lis
 
 
 def strategy_events(model, sources, plan: Plan, progress=None):
+    if plan.strategy == "vad":
+        yield from run_vad_chunks(model, sources, plan, progress)
+        return
     if plan.strategy == "chunked":
         yield from run_chunked(model, sources, plan, progress)
         return

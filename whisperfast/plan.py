@@ -12,7 +12,7 @@ from .errors import OptionError
 from .vad import VadOptions
 from .words import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, WordOptions
 
-STRATEGIES = ("sequential", "chunked")
+STRATEGIES = ("sequential", "chunked", "vad")
 TIME_PRECISION = 2 * HOP_LENGTH / SAMPLE_RATE  # 0.02 s per timestamp token (2 mel frames)
 
 
