@@ -164,6 +164,7 @@ class TimeMap:
     def __init__(self, speeches: list[dict], precision: int = 3, slack: float = 0.3):
         self.precision, self.slack = precision, slack
         self.ends: list[int] = []           # end of each region, in speech-only samples
+        self.last = [s["end"] / SAMPLE_RATE for s in speeches]  # end of each region in the original, seconds
         self.silence: list[float] = []      # seconds removed before each region
         removed = last = 0
         for s in speeches:
@@ -203,7 +204,7 @@ class TimeMap:
         keep = [k for k, o in overlap.items() if o > self.slack] or [max(overlap, key=overlap.get)]
         start = max(a, self.bounds(keep[0])[0])
         end = max(start, min(b, self.bounds(keep[-1])[1])) if keep[-1] == keep[0] else min(b, self.bounds(keep[-1])[1])
-        return self.original(start, keep[0]), self.original(end, keep[-1])
+        return self._inside(start, keep[0]), self._inside(end, keep[-1])
 
     def word(self, a: float, b: float) -> tuple[float, float]:
         """A word [a, b] -> the original timeline, both ends in the region of its middle, clipped to it."""
@@ -212,4 +213,8 @@ class TimeMap:
         k = self.chunk((a + b) / 2)
         lo, hi = self.bounds(k)
         a, b = min(max(a, lo), hi), min(max(b, lo), hi)
-        return self.original(a, k), self.original(b, k)
+        return self._inside(a, k), self._inside(b, k)
+
+    def _inside(self, t: float, k: int) -> float:
+        """`original(t, k)` for a t inside region k: never past its end (the rounding could step over it)."""
+        return min(self.original(t, k), self.last[k])
