@@ -3,8 +3,8 @@
 Option names, defaults and output files follow `whisper` (its transcribe.py `cli()`), so a command line
 moves over by changing the program name. Beyond `whisper`: `--dtype`, `--batch_size`, `--compile`,
 `--without_timestamps`, `--on_error`, `--seed`, `--vad_filter` / `--vad_parameters` (faster-whisper's, the
-latter as JSON), `--stdout` (same as `--output_dir -`: print one format instead of writing files), every `--option_name` may be spelled `--option-name`, and a True/False option given
-with no value means True. The default model is tiny.en; `--beam_size 5 --best_of 5` are whisper's defaults
+latter as JSON), `--stdout` (same as `--output_dir -`: print one format instead of writing files), every
+`--option_name` may be spelled `--option-name`, and a True/False option given with no value means True. The default model is tiny.en; `--beam_size 5 --best_of 5` are whisper's defaults
 (beams at temperature 0, best-of-5 sampling on fallback; the Python API stays greedy unless asked);
 clip_timestamps is not offered; `--repetition_guard N` stops a window whose last N tokens loop one n-gram.
 
