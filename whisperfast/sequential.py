@@ -157,7 +157,9 @@ def failed(index: int, source, error: Exception) -> Stream:
 
 
 def fill(model, pending: Iterator, active: list[Stream], plan: Plan, progress=None):
-    """Retire finished streams (yielding (stream, None)) and hand their slots to the next files."""
+    """Retire finished streams (yielding (stream, None)) and hand their slots to the next files.
+    `pending` yields (index, source) or (index, source, plan): a plan of its own sets that file's language
+    and initial prompt (the rest of the batch's options are `plan`'s)."""
     while True:
         for s in [s for s in active if s.finished]:
             active.remove(s)
@@ -165,7 +167,7 @@ def fill(model, pending: Iterator, active: list[Stream], plan: Plan, progress=No
         new: list[Stream] = []
         while len(active) + len(new) < plan.batch_size and (item := next(pending, None)) is not None:
             try:
-                new.append(open_stream(model, item[0], item[1], plan))
+                new.append(open_stream(model, item[0], item[1], item[2] if len(item) > 2 else plan))
             except WhisperfastError as e:
                 if plan.on_error == "raise":
                     raise
@@ -181,13 +183,23 @@ def fill(model, pending: Iterator, active: list[Stream], plan: Plan, progress=No
 
 def run_streams(model, sources: Sequence, plan: Plan, progress=None) -> Iterator[tuple[Stream, list[Segment] | None]]:
     """Yields (stream, its new segments) after each window, and (stream, None) once a stream is done."""
-    pending = iter(enumerate(sources))
+    yield from run_pending(model, iter(enumerate(sources)), plan, progress)
+
+
+def run_pending(model, pending: Iterator, plan: Plan, progress=None, on_window=None
+                ) -> Iterator[tuple[Stream, list[Segment] | None]]:
+    """`run_streams` over files that arrive while others decode: `pending` is polled at every window
+    boundary and may run dry and have more later (a server's queue); it ends when nothing is active or
+    pending. A consumer drops a stream by setting its `seek` to its `content_frames` (it is retired at the
+    next boundary). `on_window(streams)` sees the streams of each window decoded, before it is."""
     active: list[Stream] = []
     while True:
         yield from fill(model, pending, active, plan, progress)
         if not active:
             return
         loud = [s for s in active if not s.quiet(plan.silence_threshold)]
+        if on_window is not None and loud:
+            on_window(loud)
         results, timed = decode_step(model, plan, loud) if loud else ([], {})
         decided = dict(zip(map(id, loud), results))
         for s in active:
