@@ -134,7 +134,7 @@ class Worker:
                 elif job.cancelled:
                     s.seek = s.content_frames  # retired at the next window boundary
                 elif segs:
-                    job.deliver("segments", segs)
+                    self._deliver(job, "segments", segs)
         except Exception as e:  # noqa: BLE001 -- a bug or an out-of-memory fails this batch, not the server
             log.exception("worker %s: a batch failed", self.name)
             for job in self._active.values():
