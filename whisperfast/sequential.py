@@ -219,7 +219,10 @@ def decode_step(model, plan: Plan, streams: list[Stream]) -> tuple[list[Decoding
     """The current window of each stream, encoded and decoded as one batch (with fallback), and with word
     timestamps their `timed_splits`."""
     mel = torch.stack([s.window()[0] for s in streams])
-    enc = model.engine.encode(mel, batch=plan.batch_size, sample_len=plan.options.sample_len)
+    # compiled (CUDA): the fixed bucket of batch_size, so a draining batch is never another compile; eager (CPU):
+    # the bucket of the rows at hand, so idle slots cost nothing (a lone file in a bucket of 8: 2x the time)
+    batch = plan.batch_size if model.engine.compile else None
+    enc = model.engine.encode(mel, batch=batch, sample_len=plan.options.sample_len)
     results = enc.decode(plan.options, temperatures=plan.temperatures, needs_fallback=plan.thresholds.needs_fallback,
                          prompts=[s.prompt(plan.carry_initial_prompt, model.config.n_text_ctx) for s in streams],
                          languages=[s.language for s in streams])
