@@ -372,6 +372,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `whisperfast` and `python -m whisperfast`; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # `whisperfast serve ...`: the OpenAI-compatible server (whisperfast/server.py)
+        return serve(argv[1:])
     try:
         args = parse_args(argv)
     except SystemExit as e:  # argparse: --help, or a usage error (already printed)
@@ -396,3 +399,13 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     """Python warnings (a truncated file, word timestamps on translations, ...) as one `whisperfast:
     warning:` line each, without the source path."""
     warn(str(message))
+
+
+def serve(argv: list[str]) -> int:
+    try:
+        from .server import main as serve_main
+    except ModuleNotFoundError as e:
+        print(f"whisperfast serve: error: {e.name} is missing; install the server extra: "
+              "pip install 'whisperfast[server]'", file=sys.stderr)
+        return 2
+    return serve_main(argv)

@@ -179,7 +179,9 @@ def failed(index: int, source, error: Exception) -> Stream:
 
 
 def fill(model, pending: Iterator, active: list[Stream], plan: Plan, progress=None):
-    """Retire finished streams (yielding (stream, None)) and hand their slots to the next files."""
+    """Retire finished streams (yielding (stream, None)) and hand their slots to the next files.
+    `pending` yields (index, source) or (index, source, plan): a plan of its own sets that file's language
+    and initial prompt (the rest of the batch's options are `plan`'s)."""
     while True:
         for s in [s for s in active if s.finished]:
             active.remove(s)
@@ -187,7 +189,7 @@ def fill(model, pending: Iterator, active: list[Stream], plan: Plan, progress=No
         new: list[Stream] = []
         while len(active) + len(new) < plan.batch_size and (item := next(pending, None)) is not None:
             try:
-                new.append(open_stream(model, item[0], item[1], plan))
+                new.append(open_stream(model, item[0], item[1], item[2] if len(item) > 2 else plan))
             except WhisperfastError as e:
                 if plan.on_error == "raise":
                     raise
@@ -203,13 +205,23 @@ def fill(model, pending: Iterator, active: list[Stream], plan: Plan, progress=No
 
 def run_streams(model, sources: Sequence, plan: Plan, progress=None) -> Iterator[tuple[Stream, list[Segment] | None]]:
     """Yields (stream, its new segments) after each window, and (stream, None) once a stream is done."""
-    pending = iter(enumerate(sources))
+    yield from run_pending(model, iter(enumerate(sources)), plan, progress)
+
+
+def run_pending(model, pending: Iterator, plan: Plan, progress=None, on_window=None
+                ) -> Iterator[tuple[Stream, list[Segment] | None]]:
+    """`run_streams` over files that arrive while others decode: `pending` is polled at every window
+    boundary and may run dry and have more later (a server's queue); it ends when nothing is active or
+    pending. A consumer drops a stream by setting its `seek` to its `content_frames` (it is retired at the
+    next boundary). `on_window(streams)` sees the streams of each window decoded, before it is."""
     active: list[Stream] = []
     while True:
         yield from fill(model, pending, active, plan, progress)
         if not active:
             return
         loud = [s for s in active if not s.quiet(plan.silence_threshold)]
+        if on_window is not None and loud:
+            on_window(loud)
         results, timed = decode_step(model, plan, loud) if loud else ([], {})
         decided = dict(zip(map(id, loud), results))
         for s in active:
@@ -230,7 +242,10 @@ def decode_step(model, plan: Plan, streams: list[Stream]) -> tuple[list[Decoding
     """The current window of each stream, encoded and decoded as one batch (with fallback), and with word
     timestamps their `timed_splits`."""
     mel = torch.stack([s.window()[0] for s in streams])
-    enc = model.engine.encode(mel, batch=plan.batch_size, sample_len=plan.options.sample_len)
+    # compiled (CUDA): the fixed bucket of batch_size, so a draining batch is never another compile; eager (CPU):
+    # the bucket of the rows at hand, so idle slots cost nothing (a lone file in a bucket of 8: 2x the time)
+    batch = plan.batch_size if model.engine.compile else None
+    enc = model.engine.encode(mel, batch=batch, sample_len=plan.options.sample_len)
     results = enc.decode(plan.options, temperatures=plan.temperatures, needs_fallback=plan.thresholds.needs_fallback,
                          prompts=[s.prompt(plan.carry_initial_prompt, model.config.n_text_ctx) for s in streams],
                          languages=[s.language for s in streams])
