@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parents[1] / "whisperfast"
 ORDER = ["errors", "resample", "audio", "features", "tokenizer", "cache", "model", "decode", "results", "words",
          "plan", ("sequential", "chunked"),  # one layer: the two long-form strategies
          "longform",
-         "api", "writers", "cli", "__init__", "__main__"]
+         "api", "distributed", "writers", "cli", "__init__", "__main__"]
 FORBIDDEN = {"transformers", "whisper", "faster_whisper", "ctranslate2", "weights_tools"}
 
 

@@ -15,3 +15,7 @@ class ModelLoadError(WhisperfastError, RuntimeError):
 
 class OptionError(WhisperfastError, ValueError):
     """An option has an invalid value (names the option and the accepted values)."""
+
+
+class MissingDependencyError(WhisperfastError, ImportError):
+    """An optional extra is needed and not installed (names the pip command)."""
