@@ -310,6 +310,11 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `whisperfast` and `python -m whisperfast`; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["batch"]:  # `whisperfast batch ...`: a corpus on Ray (whisperfast/distributed/command.py)
+        from .distributed.command import batch_main
+
+        return batch_main(argv[1:], parse_args, transcribe_options)
     try:
         args = parse_args(argv)
     except SystemExit as e:  # argparse: --help, or a usage error (already printed)
