@@ -5,6 +5,7 @@ and the package imports without ray."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -94,26 +95,25 @@ def test_six_files_one_row_each_like_local(ray_cluster, tiny_en_dir, corpus, loc
 
 
 def test_resume_writes_every_file_exactly_once(ray_cluster, tiny_en_dir, corpus, local, tmp_path):
-    manifest = tmp_path / "manifest.jsonl"
-    lines = [{"path": n, "language": "en"} for n in SHORT[:3]] + [{"path": "corrupt.wav"}, {"path": "LDC93S1.wav",
-                                                                                          "language": "xx"}]
-    # The manifest's paths are relative to its directory: put it next to the clips.
-    manifest = corpus / "manifest.jsonl"
+    lines = [{"path": n, "language": "en"} for n in SHORT[:3]] + [{"path": "corrupt.wav"},
+                                                                   {"path": "jfk.flac", "language": "xx"}]
+    manifest = corpus / "manifest.jsonl"  # its paths are relative to its directory
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines[:2]))
     out = tmp_path / "out.jsonl"
     first = job(ray_cluster, tiny_en_dir, manifest, out, batch_size=2)
     assert (first.files, first.skipped, first.transcribed) == (2, 0, 2)
     before = rows_of(out)
-    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines[:4]))
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
     second = job(ray_cluster, tiny_en_dir, manifest, out, batch_size=2)
-    assert (second.files, second.skipped, second.transcribed, second.errors) == (4, 2, 2, 1)
+    assert (second.files, second.skipped, second.transcribed, second.errors) == (5, 2, 3, 2)
     rows = rows_of(out)
-    assert [r["path"] for r in rows] == SHORT[:3] + ["corrupt.wav"]
+    assert [r["path"] for r in rows] == SHORT[:3] + ["corrupt.wav", "jfk.flac"]
     assert rows[:2] == before  # not transcribed again
     for r in rows[:3]:
         assert_like_local(r, local(r["path"]))
+    assert "corrupt.wav" in rows[3]["error"] and "'xx'" in rows[4]["error"]  # a bad per-file option fails its file
     third = job(ray_cluster, tiny_en_dir, manifest, out)  # nothing left: Ray is not even asked
-    assert (third.skipped, third.transcribed) == (4, 0) and rows_of(out) == rows
+    assert (third.skipped, third.transcribed) == (5, 0) and rows_of(out) == rows
 
 
 def worker_pids() -> list[int]:
@@ -144,17 +144,21 @@ def test_killed_worker_loses_no_file_and_writes_none_twice(ray_cluster, tiny_en_
         files.append(str(tmp_path / f"{i}-{name}"))
         shutil.copy(clip(name), files[-1])
     killed: list[int] = []
+    seen_after: set[int] = set()
 
     def kill_worker_on_first_row(row):
-        if not killed:
-            killed.extend(worker_pids())
-            assert killed, "no Ray map worker found to kill"
-            for pid in killed:
-                os.kill(pid, signal.SIGKILL)
+        if killed:
+            seen_after.update(worker_pids())
+            return
+        killed.extend(worker_pids())
+        assert killed, "no Ray map worker found to kill"
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
 
     out = tmp_path / "out.jsonl"
     s = job(ray_cluster, tiny_en_dir, files, out, batch_size=1, on_row=kill_worker_on_first_row)
     assert killed
+    assert seen_after - set(killed), "no restarted worker delivered a row after the kill: it came too late to test"
     rows = rows_of(out)
     assert [r["path"] for r in rows] == files and s.transcribed == 6 and s.errors == 0
     for r in rows:
@@ -226,3 +230,24 @@ except MissingDependencyError as e:
     r = subprocess.run([sys.executable, "-c", "import sys, whisperfast, whisperfast.cli, whisperfast.distributed; "
                         "print('ray' in sys.modules)"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.stdout.strip() == "False", r.stderr  # the package never imports ray on its own
+
+
+def test_bad_options_fail_before_any_work(tmp_path):
+    from whisperfast.distributed import transcribe_dataset
+    from whisperfast.errors import OptionError
+
+    wav = clip("LDC93S1.wav")
+    for bad, message in ((dict(temperature=-1), "temperature"), (dict(foo=1), "unknown option(s) foo"),
+                         (dict(num_workers=0), "num_workers"), (dict(language="xx"), "unknown language 'xx'")):
+        with pytest.raises(OptionError, match=re.escape(message)):
+            transcribe_dataset([wav], tmp_path / "o.jsonl", **bad)  # checked on the driver: Ray is not started
+    with pytest.raises(OptionError, match="no audio files found"):
+        transcribe_dataset([str(tmp_path / "*.flac")], tmp_path / "o.jsonl")
+    assert not list(tmp_path.iterdir())
+
+
+def test_worker_error_is_raised_as_itself(ray_cluster, tiny_en_dir, tmp_path):
+    from whisperfast.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"English-only \(\.en\): it cannot translate"):  # found as tiny.en loads
+        job(ray_cluster, tiny_en_dir, [clip("LDC93S1.wav")], tmp_path / "o.jsonl", task="translate")

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
+from .. import errors
 from ..decode.options import DecodingOptions
 from ..errors import MissingDependencyError, OptionError, WhisperfastError
 from ..longform import transcribe_with
@@ -82,6 +84,7 @@ def transcribe_dataset(inputs, output: str | os.PathLike, *, model: str | os.Pat
     row. Other keywords are `transcribe`'s options (language, task, temperature, word_timestamps, ...).
     """
     check_options(transcribe_options)
+    check_values({**transcribe_options, "batch_size": batch_size})
     _positive("batch_size", batch_size)
     _positive("num_workers", num_workers)
     _positive("num_cpus_per_worker", num_cpus_per_worker, float)
@@ -169,13 +172,32 @@ def _import_ray():
 
 
 def _whisperfast_cause(e: BaseException) -> WhisperfastError | None:
-    seen = set()
+    """The whisperfast error behind a Ray error: its cause, or (an actor that died in `__init__`: a bad model or
+    option) the last one its traceback text names."""
+    seen, text = set(), str(e)
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, WhisperfastError):
             return e
         e = getattr(e, "cause", None) or e.__cause__
-    return None
+    named = re.findall(r"whisperfast\.errors\.(\w+): (.+)", text)
+    cls = getattr(errors, named[-1][0], None) if named else None
+    return cls(named[-1][1]) if isinstance(cls, type) and issubclass(cls, WhisperfastError) else None
+
+
+def check_values(options: dict) -> None:
+    """The options' values, checked on the driver before any worker starts. The checks that need the model (an
+    English-only model asked to translate) run in each worker as it loads it."""
+    from types import SimpleNamespace
+
+    shape = SimpleNamespace(config=SimpleNamespace(n_text_layer=0, n_mels=0),
+                            tokenizer=SimpleNamespace(multilingual=True))  # what make_plan reads of a model
+    try:
+        make_plan(shape, **options)
+    except OptionError:
+        raise
+    except Exception:  # noqa: BLE001 -- make_plan read more of the model than the shape holds: the workers check
+        pass
 
 
 def _bar(total: int):
