@@ -78,6 +78,8 @@ def main() -> None:
               f"core-hour ({decode:.2f} s for all)\n")
         print("| run | files | audio s | wall s | files/s | audio-hours/hour |\n|---|---|---|---|---|---|")
         model = whisperfast.load_model(a.model, device="cpu")
+        model.transcribe(str(DATA / "LDC93S1.wav"))  # warm-up; a worker's first batch has none (counted in)
+        print(f"(load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)\n", flush=True)
         t = time.perf_counter()
         plain = model.transcribe(paths, batch_size=a.batch_size)
         line(f"plain model.transcribe(list, batch_size={a.batch_size}), 1 thread", len(paths), audio,
@@ -91,7 +93,8 @@ def main() -> None:
             try:
                 out = tmp / f"out{n}.jsonl"
                 s = transcribe_dataset(paths, out, model=a.model, batch_size=a.batch_size, num_workers=n, threads=1)
-                line(f"transcribe_dataset, {n} CPU worker(s), batch_size={a.batch_size}", len(paths), audio, s.seconds)
+                line(f"transcribe_dataset, {n} CPU worker(s), batch_size={a.batch_size} (load average "
+                     f"{os.getloadavg()[0]:.1f})", len(paths), audio, s.seconds)
                 import json
 
                 rows = [json.loads(x) for x in out.read_text().splitlines()]

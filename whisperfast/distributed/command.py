@@ -17,17 +17,20 @@ from ..errors import WhisperfastError
 
 NOT_FOR_BATCH = ("output_dir", "output_format", "stdout", "model_dir")
 JOB_OPTIONS = ("batch_size", "on_error", "verbose")
+BATCH_SIZE = 8  # --batch_size of `batch` when not given (`whisperfast`'s is 1: one file at a time)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="whisperfast batch", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                usage="whisperfast batch INPUT [INPUT ...] --output OUT [options]",
                                 description="Transcribe a corpus (files, directories, globs or JSONL/CSV/parquet "
                                             "manifests) on a Ray cluster into one .jsonl or .parquet file.",
                                 epilog="Every option of `whisperfast` is taken too (--model, --language, "
-                                       "--batch_size, --beam_size, --word_timestamps, ...): see `whisperfast --help`.")
+                                       "--batch_size, --beam_size, --word_timestamps, ...): see `whisperfast --help`. "
+                                       f"--batch_size (the model's batch slots per worker) is {BATCH_SIZE} unless given.")
     a = p.add_argument
     a("--output", required=True, help="results file, .jsonl or .parquet; rerun with the same file to resume")
-    a("--address", default=None, help="Ray cluster to join: auto, ray://HEAD:10001 (default: $RAY_ADDRESS, else a local Ray)")
+    a("--address", default=None, help="Ray cluster to join: auto, ray://HEAD:10001; None: $RAY_ADDRESS, else a local Ray")
     a("--num_workers", "--num-workers", type=int, default=1, help="model replicas (Ray actors)")
     a("--num_gpus_per_worker", "--num-gpus-per-worker", type=float, default=0, help="GPUs per worker (0: CPU; 0.5: two per GPU)")
     a("--num_cpus_per_worker", "--num-cpus-per-worker", type=float, default=1, help="CPUs reserved per worker")
@@ -46,6 +49,8 @@ def batch_main(argv: list[str], parse_args: Callable, transcribe_options: Callab
     if given:
         print(f"whisperfast batch: error: --{given[0]} is not a batch option; results go to --output", file=sys.stderr)
         return 2
+    if not any(t.split("=")[0] in ("--batch_size", "--batch-size") for t in rest):
+        args.batch_size = BATCH_SIZE
     try:
         return run(own, args, transcribe_options(args))
     except WhisperfastError as e:
@@ -58,14 +63,16 @@ def batch_main(argv: list[str], parse_args: Callable, transcribe_options: Callab
 
 
 def run(own: argparse.Namespace, args: argparse.Namespace, kw: dict) -> int:
+    from tqdm import tqdm
+
     from . import transcribe_dataset
 
     for k in JOB_OPTIONS:
         kw.pop(k, None)
 
     def report(row: dict) -> None:
-        if row["error"] is not None:
-            print(f"whisperfast batch: {row['path']}: {row['error']}", file=sys.stderr)
+        if row["error"] is not None:  # above the progress bar, which goes on below
+            tqdm.write(f"whisperfast batch: {row['path']}: {row['error']}", file=sys.stderr)
 
     s = transcribe_dataset(args.audio, own.output, model=args.model, batch_size=args.batch_size,
                            num_workers=own.num_workers, num_gpus_per_worker=own.num_gpus_per_worker,
