@@ -202,12 +202,29 @@ def test_store_keeps_one_row_per_path_across_parts(tmp_path):
     a = ResultStore(out)
     a.add({"path": "x", "error": "boom"})
     a.commit([{"path": "x", "error": "boom"}, {"path": "y", "error": None, "text": "1"}])
-    a.commit([{"path": "y", "error": None, "text": "2"}, {"path": "x", "error": None, "text": "ok"}])
+    a.commit([{"path": "y", "error": None, "text": "2"}, {"path": "x", "error": None, "text": "ok"},
+              {"path": "z", "error": "first"}])
+    a.commit([{"path": "z", "error": "retried"}])
     b = ResultStore(out)  # a rerun after the driver died before merging: the parts are read back
-    assert b.rows == {"x": {"path": "x", "error": None, "text": "ok"}, "y": {"path": "y", "error": None, "text": "1"}}
-    assert b.done("x") and b.done("y") and not b.done("z")
+    assert b.rows == {"x": {"path": "x", "error": None, "text": "ok"}, "y": {"path": "y", "error": None, "text": "1"},
+                      "z": {"path": "z", "error": "retried"}}
+    assert b.done("x") and b.done("y") and b.done("z") and not b.done("z", retry_errors=True) and not b.done("w")
     b.merge(["y", "x"])
-    assert rows_of(out) == [b.rows["y"], b.rows["x"]] and not Path(f"{out}.parts").exists()
+    assert rows_of(out) == [b.rows["z"], b.rows["y"], b.rows["x"]] and not Path(f"{out}.parts").exists()
+
+
+def test_retry_errors_replaces_an_error_row(ray_cluster, tiny_en_dir, local, tmp_path):
+    wav = tmp_path / "late.wav"
+    wav.write_bytes(b"not yet")
+    out = tmp_path / "out.jsonl"
+    assert job(ray_cluster, tiny_en_dir, [str(wav)], out).errors == 1
+    shutil.copy(clip("LDC93S1.wav"), wav)  # the file is fixed
+    assert job(ray_cluster, tiny_en_dir, [str(wav)], out).skipped == 1  # an error row is a result...
+    s = job(ray_cluster, tiny_en_dir, [str(wav)], out, retry_errors=True)  # ...unless asked to retry it
+    assert (s.skipped, s.transcribed, s.errors) == (0, 1, 0)
+    rows = rows_of(out)
+    assert len(rows) == 1
+    assert_like_local(rows[0], local("LDC93S1.wav"))
 
 
 def test_package_imports_without_ray(tmp_path):

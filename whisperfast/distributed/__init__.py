@@ -117,13 +117,14 @@ def _run(todo: list[Item], store: ResultStore, actor: dict, pool: dict, batch_si
     ctx = ray.data.DataContext.get_current()
     bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False  # ours counts files and audio hours
     bar = _bar(len(todo)) if progress else None
-    pending, last = [], time.monotonic()
+    pending, last, seen = [], time.monotonic(), set()
     try:
         for batch in _pipeline(ray, todo, actor, pool, batch_size).iter_batches(batch_size=None, batch_format="numpy"):
             for text in batch["row"]:
                 row = json.loads(text)
-                if not store.add(row):
+                if row["path"] in seen or not store.add(row):
                     continue  # a batch Ray retried after a worker died: this path is already written
+                seen.add(row["path"])
                 pending.append(row)
                 summary.transcribed += 1
                 summary.errors += row["error"] is not None

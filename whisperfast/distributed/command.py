@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from ..errors import WhisperfastError
 
-NOT_FOR_BATCH = ("output_dir", "output_format", "stdout", "model_dir")
+NOT_FOR_BATCH = ("__output_dir", "_o", "__output_format", "_f", "__stdout", "__model_dir")  # "-" read as "_"
 JOB_OPTIONS = ("batch_size", "on_error", "verbose")
 BATCH_SIZE = 8  # --batch_size of `batch` when not given (`whisperfast`'s is 1: one file at a time)
 
@@ -45,11 +45,12 @@ def batch_main(argv: list[str], parse_args: Callable, transcribe_options: Callab
         args = parse_args(rest)
     except SystemExit as e:  # --help, or a usage error (already printed)
         return e.code if isinstance(e.code, int) else 2
-    given = [o for o in NOT_FOR_BATCH if f"--{o}" in rest or f"--{o.replace('_', '-')}" in rest]
+    names = {t.split("=")[0].replace("-", "_"): t.split("=")[0] for t in rest if t.startswith("-")}
+    given = [names[o] for o in NOT_FOR_BATCH if o in names]
     if given:
-        print(f"whisperfast batch: error: --{given[0]} is not a batch option; results go to --output", file=sys.stderr)
+        print(f"whisperfast batch: error: {given[0]} is not a batch option; results go to --output", file=sys.stderr)
         return 2
-    if not any(t.split("=")[0] in ("--batch_size", "--batch-size") for t in rest):
+    if "__batch_size" not in names:
         args.batch_size = BATCH_SIZE
     try:
         return run(own, args, transcribe_options(args))

@@ -6,7 +6,7 @@ temporary name, fsync'ed, then renamed: a part is there complete or not at all);
 (atomically, the same way) from its previous rows plus every part, one row per path, and the parts are removed.
 A rerun reads OUTPUT and any parts an interrupted run left, and skips the files that have a row. A path with
 several rows (a batch retried after a worker died, a resumed run) keeps one: the first without an error, else the
-first.
+last error.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ class ResultStore:
             self.add(row)
 
     def add(self, row: dict) -> bool:
-        """Keep `row` unless its path already has a row without an error; True if it was kept."""
+        """Keep `row` unless its path already has a row without an error (a retried error row is replaced by the
+        retry's row); True if it was kept."""
         old = self.rows.get(row["path"])
-        if old is not None and (old.get("error") is None or row.get("error") is not None):
+        if old is not None and old.get("error") is None:
             return False
         self.rows[row["path"]] = row
         return True
