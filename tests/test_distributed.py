@@ -30,7 +30,9 @@ def ray_cluster():
     saved = dict(os.environ)
     # The workers import this checkout's whisperfast (the venv may hold an editable install of another one).
     path = os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    # num_gpus=1 is a logical GPU (none is used): a worker that asks for it runs the GPU-shaped pipeline, decoding
+    # in separate CPU tasks whose arrays reach the worker through the object store (Ray fuses them otherwise).
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
     yield ray
     ray.shutdown()
@@ -81,7 +83,7 @@ def assert_like_local(row: dict, ref: dict) -> None:
 def test_six_files_one_row_each_like_local(ray_cluster, tiny_en_dir, corpus, local, tmp_path):
     files = [str(corpus / n) for n in SHORT + ["sonnet001.mp3", "corrupt.wav"]]
     out = tmp_path / "out.jsonl"
-    s = job(ray_cluster, tiny_en_dir, files, out, batch_size=2)
+    s = job(ray_cluster, tiny_en_dir, files, out, batch_size=2, num_gpus_per_worker=1, device="cpu")
     rows = rows_of(out)
     assert [r["path"] for r in rows] == files  # one row per file, in input order
     assert (s.files, s.skipped, s.transcribed, s.errors) == (6, 0, 6, 1)
