@@ -115,7 +115,9 @@ def _run(todo: list[Item], store: ResultStore, actor: dict, pool: dict, batch_si
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
-    bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False  # ours counts files and audio hours
+    saved = ctx.enable_progress_bars, ctx.print_on_execution_start
+    ctx.enable_progress_bars = False  # ours counts files and audio hours
+    ctx.print_on_execution_start = not progress
     bar = _bar(len(todo)) if progress else None
     pending, last, seen = [], time.monotonic(), set()
     try:
@@ -144,7 +146,7 @@ def _run(todo: list[Item], store: ResultStore, actor: dict, pool: dict, batch_si
         raise
     finally:
         store.commit(pending)  # what arrived before an interruption is kept for the rerun
-        ctx.enable_progress_bars = bars
+        ctx.enable_progress_bars, ctx.print_on_execution_start = saved
         if bar is not None:
             bar.close()
 
