@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parents[1] / "whisperfast"
 ORDER = ["errors", "resample", "decoders", "audio", "vad", "features", "tokenizer", "cache", "model", "decode", "results",
          "words", "plan", "vadfilter", ("sequential", "chunked", "vadchunks"),  # one layer: the long-form strategies
          "longform",
-         "api", "writers", "server_worker", "server", "cli", "__init__", "__main__"]
+         "api", "distributed", "writers", "server_worker", "server", "cli", "__init__", "__main__"]
 FORBIDDEN = {"transformers", "whisper", "faster_whisper", "ctranslate2", "weights_tools"}
 
 

@@ -375,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:  # `whisperfast serve ...`: the OpenAI-compatible server (whisperfast/server.py)
         return serve(argv[1:])
+    if argv[:1] == ["batch"]:  # `whisperfast batch ...`: a corpus on Ray (whisperfast/distributed/command.py)
+        from .distributed.command import batch_main
+
+        return batch_main(argv[1:], parse_args, transcribe_options)
     try:
         args = parse_args(argv)
     except SystemExit as e:  # argparse: --help, or a usage error (already printed)

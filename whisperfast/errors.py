@@ -19,3 +19,7 @@ class OptionError(WhisperfastError, ValueError):
 
 class AudioWarning(UserWarning):
     """The audio was read only in part (a truncated or damaged file) or its header was wrong."""
+
+
+class MissingDependencyError(WhisperfastError, ImportError):
+    """An optional extra is needed and not installed (names the pip command)."""
