@@ -17,7 +17,7 @@ _loaded: dict[tuple, WhisperModel] = {}
 def transcribe(audio, model: str | WhisperModel = "tiny.en", *, device=None, dtype=None, compile=None, **kwargs):
     """Transcribe a file, array or bytes (or a list of them) with a model name, path, or loaded model.
 
-    Keyword arguments are those of `WhisperModel.transcribe` (language, task, temperature, ...).
+    Keyword arguments are those of `WhisperModel.transcribe` (language, task, temperature, threads, ...).
     A model loaded by name is kept for later calls in this process.
     """
     if not isinstance(model, WhisperModel):

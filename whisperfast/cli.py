@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max_line_width", type=optional_int, default=None, help="(requires --word_timestamps True) the maximum number of characters in a line before breaking the line")
     a("--max_line_count", type=optional_int, default=None, help="(requires --word_timestamps True) the maximum number of lines in a segment")
     a("--max_words_per_line", type=optional_int, default=None, help="(requires --word_timestamps True, no effect with --max_line_width) the maximum number of words in a segment")
-    a("--threads", type=optional_int, default=0, help="number of threads used by torch for CPU inference")
+    a("--threads", type=optional_int, default=0, help="number of threads used by torch for CPU inference; 0: OMP_NUM_THREADS when set, else the cores this process may run on")
     a("--batch_size", type=int, default=1, help="files decoded together; outputs are written as each batch finishes")
     a("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the decode step (default: on cuda)")
     a("--without_timestamps", type=str2bool, default=False, help="decode without timestamp tokens (one segment per 30 s window)")
@@ -155,7 +155,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, option) is not None and getattr(args, option) != getattr(args, option):
             parser.error(f"--{option} must be a number or None, not nan")
     if args.threads is not None and args.threads < 0:
-        parser.error(f"--threads must be 0 (torch's default) or a positive number of threads, not {args.threads}")
+        parser.error(f"--threads must be 0 (the cores this process may run on) or a positive number of threads, "
+                     f"not {args.threads}")
     if not re.fullmatch(r"\s*-?\d+\s*(,\s*-?\d+\s*)*", args.suppress_tokens):
         parser.error(f"--suppress_tokens takes comma-separated token ids such as '-1' or '-1,50257', "
                      f"not {args.suppress_tokens!r}")
@@ -226,19 +227,16 @@ def check_inputs(args: argparse.Namespace) -> None:
 
 
 def load(args: argparse.Namespace):
-    import torch
-
     from . import load_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     dtype = args.dtype or (None if args.fp16 else "float32")
+    kw = dict(device=args.device, dtype=dtype, compile=args.compile, threads=args.threads)  # threads: per call
     if not args.model_dir:
-        return load_model(args.model, device=args.device, dtype=dtype, compile=args.compile)
+        return load_model(args.model, **kw)
     saved = os.environ.get("WHISPERFAST_CACHE")
     os.environ["WHISPERFAST_CACHE"] = args.model_dir  # where the model is converted and kept
     try:
-        return load_model(args.model, device=args.device, dtype=dtype, compile=args.compile)
+        return load_model(args.model, **kw)
     finally:
         if saved is None:
             del os.environ["WHISPERFAST_CACHE"]
