@@ -55,6 +55,13 @@ def check_options(where: str, given: dict, accepted) -> None:
                           f"it takes {', '.join(sorted(accepted))}")
 
 
+def resolve_precision(dtype: str | torch.dtype | None, device: torch.device) -> tuple[torch.dtype, bool]:
+    """(compute dtype, int8 weights?): "int8" computes in float32 on CPU and float16 on CUDA."""
+    if dtype is torch.int8 or (isinstance(dtype, str) and dtype.lower() == "int8"):
+        return (torch.float16 if device.type == "cuda" else torch.float32), True
+    return resolve_dtype(dtype, device), False
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     if dtype is None:
         return torch.float16 if device.type == "cuda" else torch.float32
@@ -62,7 +69,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         return dtype
     if isinstance(dtype, str) and dtype.lower() in DTYPES:
         return DTYPES[dtype.lower()]
-    raise OptionError(f"dtype {dtype!r} is not supported; use float32, float16 or bfloat16")
+    raise OptionError(f"dtype {dtype!r} is not supported; use float32, float16, bfloat16 or int8")
 
 
 def default_threads() -> int:
@@ -189,9 +196,9 @@ def load_model(name_or_path: str | os.PathLike = "tiny.en", device: str | torch.
         raise OptionError(f"compile={compile!r}: use True, False or None (compile on CUDA only)")
     threads = resolve_threads(threads)
     dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
+    dt, int8 = resolve_precision(dtype, dev)
     path = resolve(name_or_path)
-    model = load_whisper(path, device=dev, dtype=dt)
+    model = load_whisper(path, device=dev, dtype=dt, int8=int8)
     c = model.config
     tokenizer = Tokenizer.from_file(path / "tokenizer.json", c.num_languages if c.multilingual else 0)
     if tokenizer.timestamp_begin + 1501 != c.n_vocab:  # 1501 timestamps end every Whisper vocabulary

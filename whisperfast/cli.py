@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--model", default="tiny.en", help="model name (tiny.en, base, large-v3, ...), hub id, or local directory")
     a("--model_dir", type=str, default=None, help="where converted models are kept; $WHISPERFAST_CACHE or ~/.cache/whisperfast by default")
     a("--device", default=None, help="cpu, cuda or cuda:N; cuda when available by default")
-    a("--dtype", default=None, help="float32, float16 or bfloat16; float16 on cuda, float32 on cpu by default")
+    a("--dtype", default=None, help="float32, float16, bfloat16 or int8 (weight-only int8 decoder); float16 on cuda, float32 on cpu by default")
     a("--output_dir", "-o", type=str, default=None, help="directory to save the outputs ('.' when not given, and the text is printed too); '-' prints one format to stdout")
     a("--output_format", "-f", type=str, default=None, choices=FORMATS, help="format of the output file; all formats when writing files, txt when printing (default: all)")
     a("--stdout", action="store_true", help="print the output format to stdout instead of writing files (same as --output_dir -)")
