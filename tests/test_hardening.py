@@ -393,7 +393,7 @@ def test_decode_options(tiny_en, kwargs, match):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--device", "gpu"], "device 'gpu' is not a device"), (["--dtype", "int8"], "dtype 'int8'"),
+    (["--device", "gpu"], "device 'gpu' is not a device"), (["--dtype", "int4"], "dtype 'int4'"),
     (["--temperature", "nan"], "--temperature must be a finite number"),
     (["--temperature", "-1"], "--temperature must be a finite number"),
     (["--temperature", "inf"], "--temperature must be a finite number"),
