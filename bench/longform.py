@@ -226,14 +226,14 @@ def rtf(args) -> None:
     base = next((r for r in ok if r["engine"] == "whisperfast"), ok[0] if ok else None)
     print(f"model {args.model}, {ok[0]['audio_s'] if ok else '?'} s of audio, {args.threads} threads, "
           f"{args.device}, temperature {args.temperature if args.temperature is not None else TEMPERATURES}")
-    print(f"{'engine':<14}{'wall s':>9}{'RTFx':>8}{'whisperfast / engine':>22}{'words':>7}{'peak RSS MB':>13}")
+    print(f"{'engine':<20}{'wall s':>9}{'RTFx':>8}{'whisperfast / engine':>22}{'words':>7}{'peak RSS MB':>13}")
     for r in rows:
         if "error" in r:
-            print(f"{r['engine']:<14} failed (exit {r['error']})")
+            print(f"{r['engine']:<20} failed (exit {r['error']})")
             continue
         x = r["audio_s"] / r["wall"]
         speedup = (base["audio_s"] / base["wall"]) / x
-        print(f"{r['engine']:<14}{r['wall']:9.1f}{x:8.1f}{speedup:21.2f}x{r['words']:7d}{r['peak_rss_mb']:13.0f}")
+        print(f"{r['engine']:<20}{r['wall']:9.1f}{x:8.1f}{speedup:21.2f}x{r['words']:7d}{r['peak_rss_mb']:13.0f}")
 
 
 def median_run(runs: list[dict]) -> dict:
