@@ -1,7 +1,9 @@
 """Long-form transcription on CPU (or CUDA): speed against other engines, and peak memory against file length.
 
     python bench/longform.py rtf    [--model tiny.en] [--minutes 2.5 | --audio FILE] [--threads 2]
-                                    [--engines whisperfast,transformers,openai] [--temperature 0.0]
+                                    [--engines whisperfast,whisperfast-int8,transformers,openai,
+                                               faster-whisper,faster-whisper-int8,whisperfast-vad,fw-vad,
+                                               fw-batched,fw-batched-int8] [--temperature 0.0] [--rounds 3]
                                     [--english] [--vad_batch 8]
     python bench/longform.py memory [--model tiny.en] [--minutes 1 20] [--threads 2]
 
@@ -17,7 +19,12 @@ fp32 on CPU:
                 condition_on_prev_tokens=True, same temperatures, logprob/no-speech thresholds, and its own
                 compression ratio (zlib of token ids) at the 1.35 it recommends for openai's 2.4)
   openai        whisper.transcribe(model, audio, fp16=False) on the same weights (weights_tools export-openai)
---temperature 0.0 decodes greedily without fallback in all three (the comparison is then draw-free).
+  faster-whisper  WhisperModel(CTranslate2 copy of the same checkpoint, compute_type float32 / int8,
+                cpu_threads=--threads).transcribe(audio, beam_size=1, same temperatures and thresholds)
+  whisperfast-int8  as whisperfast with dtype="int8"
+--temperature 0.0 decodes greedily without fallback in all of them (the comparison is then draw-free).
+--rounds N runs the engine list N times in turn (a slow spell of a shared machine hits all engines alike) and
+reports each engine's median wall time and largest peak RSS.
 Speech-chunk engines (issue 15), greedy, batch `--vad_batch`:
   whisperfast-vad     model.transcribe(audio, strategy="vad", batch_size=8): speech chunks <= 30 s as rows, with
                       timestamps, temperature fallback and the no-speech skip
@@ -121,10 +128,11 @@ def peak_rss_mb() -> float:
 # ------------------------------------------------------------------------------------- one engine, one run
 
 
-def run_whisperfast(args, audio, warm):
+def run_whisperfast(args, audio, warm, dtype=None):
     import whisperfast
 
-    model = whisperfast.load_model(model_dir(args.model), device=args.device, compile=args.compile or None)
+    model = whisperfast.load_model(model_dir(args.model), device=args.device, compile=args.compile or None,
+                                   dtype=dtype, threads=args.threads)
     kw = dict(temperature=args.temperature if args.temperature is not None else TEMPERATURES,
               strategy=args.strategy, batch_size=args.batch_size)
     model.transcribe(warm, **kw)
@@ -202,6 +210,22 @@ def _run_fw_batched(args, audio, warm, compute_type):
 
     pipe = BatchedInferencePipeline(_fw_model(args, compute_type))
     go = lambda x: "".join(s.text for s in pipe.transcribe(x, batch_size=args.vad_batch, beam_size=1, language="en")[0])  # noqa: E731
+def run_faster_whisper(args, audio, warm, compute_type="float32"):
+    from faster_whisper import WhisperModel
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from cpu_latency import ct2_copy
+
+    device = "cuda" if args.device.startswith("cuda") else "cpu"
+    model = WhisperModel(ct2_copy(model_dir(args.model), args.model), device=device, compute_type=compute_type,
+                         cpu_threads=args.threads)
+    temps = args.temperature if args.temperature is not None else TEMPERATURES
+    language = "en" if args.model.endswith(".en") else None
+
+    def go(x):
+        segs, _ = model.transcribe(x, beam_size=1, temperature=temps, language=language)
+        return "".join(s.text for s in segs)
+
     go(warm)
     t = time.perf_counter()
     text = go(audio)
@@ -219,10 +243,19 @@ def run_fw_vad(args, audio, warm):
     return time.perf_counter() - t, text
 
 
+ENGINES = {"whisperfast": run_whisperfast, "whisperfast-int8": lambda a, x, w: run_whisperfast(a, x, w, "int8"),
+           "transformers": run_transformers, "openai": run_openai, "faster-whisper": run_faster_whisper,
+           "faster-whisper-int8": lambda a, x, w: run_faster_whisper(a, x, w, "int8"),
+           "whisperfast-vad": run_whisperfast_vad, "fw-vad": run_fw_vad,
+           "fw-batched": lambda *a: _run_fw_batched(*a, "float32"),
+           "fw-batched-int8": lambda *a: _run_fw_batched(*a, "int8")}
+
+
 def run_memory(args, path):
     import whisperfast
 
-    model = whisperfast.load_model(model_dir(args.model), device=args.device, compile=args.compile or None)
+    model = whisperfast.load_model(model_dir(args.model), device=args.device, compile=args.compile or None,
+                                   dtype=args.dtype, threads=args.threads)
     kw = dict(temperature=args.temperature) if args.temperature is not None else {}
     t = time.perf_counter()
     r = model.transcribe(str(path), **kw)
@@ -241,10 +274,7 @@ def child(args) -> None:
     else:
         audio = load_audio(args.audio)
         warm = audio[: 10 * 16000].copy()
-        wall, text = {"whisperfast": run_whisperfast, "transformers": run_transformers, "openai": run_openai,
-                      "whisperfast-vad": run_whisperfast_vad, "fw-vad": run_fw_vad,
-                      "fw-batched": lambda *a: _run_fw_batched(*a, "float32"),
-                      "fw-batched-int8": lambda *a: _run_fw_batched(*a, "int8")}[args.engine](args, audio, warm)
+        wall, text = ENGINES[args.engine](args, audio, warm)
         audio_s = len(audio) / 16000
     print(json.dumps(dict(engine=args.engine, wall=wall, audio_s=audio_s, words=len(text.split()),
                           peak_rss_mb=peak_rss_mb(), text=text)))
@@ -252,7 +282,7 @@ def child(args) -> None:
 
 def spawn(args, engine: str, audio: Path) -> dict:
     cmd = [sys.executable, __file__, "_child", "--engine", engine, "--audio", str(audio)]
-    for name in ("model", "threads", "device", "strategy", "batch_size", "vad_batch"):
+    for name in ("model", "threads", "device", "strategy", "batch_size", "vad_batch") + (("dtype",) if args.dtype else ()):
         cmd += [f"--{name}", str(getattr(args, name))]
     if args.temperature is not None:
         cmd += ["--temperature", str(args.temperature)]
@@ -280,21 +310,31 @@ def rtf(args) -> None:
             sf.write(audio, samples, 16000, format="FLAC", subtype="PCM_16")
         elif not args.audio:
             write_audio(audio, args.minutes[0])
-        rows = [spawn(args, e, audio) for e in args.engines.split(",")]
+        engines = args.engines.split(",")
+        runs = [spawn(args, e, audio) for _ in range(args.rounds) for e in engines]
+    rows = [median_run([r for r in runs if r["engine"] == e]) for e in engines]
     ok = [r for r in rows if "error" not in r]
     base = next((r for r in ok if r["engine"] == "whisperfast"), ok[0] if ok else None)
     print(f"model {args.model}, {ok[0]['audio_s'] if ok else '?'} s of audio, {args.threads} threads, "
           f"{args.device}, temperature {args.temperature if args.temperature is not None else TEMPERATURES}")
-    print(f"{'engine':<16}{'wall s':>9}{'RTFx':>8}{'whisperfast / engine':>22}{'words':>7}{'peak RSS MB':>13}"
+    print(f"{'engine':<20}{'wall s':>9}{'RTFx':>8}{'whisperfast / engine':>22}{'words':>7}{'peak RSS MB':>13}"
           + (f"{'WER %':>8}" if reference else ""))
     for r in rows:
         if "error" in r:
-            print(f"{r['engine']:<16} failed (exit {r['error']})")
+            print(f"{r['engine']:<20} failed (exit {r['error']})")
             continue
         x = r["audio_s"] / r["wall"]
         speedup = (base["audio_s"] / base["wall"]) / x
-        print(f"{r['engine']:<16}{r['wall']:9.1f}{x:8.1f}{speedup:21.2f}x{r['words']:7d}{r['peak_rss_mb']:13.0f}"
+        print(f"{r['engine']:<20}{r['wall']:9.1f}{x:8.1f}{speedup:21.2f}x{r['words']:7d}{r['peak_rss_mb']:13.0f}"
               + (f"{100 * wer(reference, r['text']):8.2f}" if reference else ""))
+
+
+def median_run(runs: list[dict]) -> dict:
+    """One engine's runs -> the median wall time (the run holding it) with the largest peak RSS of all."""
+    ok = sorted((r for r in runs if "error" not in r), key=lambda r: r["wall"])
+    if not ok:
+        return runs[0]
+    return dict(ok[len(ok) // 2], peak_rss_mb=max(r["peak_rss_mb"] for r in ok))
 
 
 def memory(args) -> None:
@@ -304,7 +344,8 @@ def memory(args) -> None:
             path = Path(tmp) / f"{minutes:g}min.flac"
             write_audio(path, minutes)
             rows.append(spawn(args, "memory", path))
-    print(f"whisperfast {args.model}, {args.threads} threads, {args.device}: transcribe a file from disk")
+    print(f"whisperfast {args.model} {args.dtype or ''}, {args.threads} threads, {args.device}: "
+          "transcribe a file from disk")
     for m, r in zip(args.minutes, rows):
         if "error" in r:
             print(f"{m:6g} min  failed (exit {r['error']})")
@@ -325,7 +366,10 @@ def main() -> None:
     p.add_argument("--minutes", type=float, nargs="+", help="rtf: clip length (2.5); memory: lengths (1 20)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--engines", default="whisperfast,transformers,openai")
+    p.add_argument("--engines", default="whisperfast,whisperfast-int8,transformers,openai,faster-whisper,"
+                                         "faster-whisper-int8")
+    p.add_argument("--rounds", type=int, default=1, help="rtf: runs of each engine, taken in turn (median)")
+    p.add_argument("--dtype", help="memory: whisperfast's dtype (e.g. int8)")
     p.add_argument("--temperature", type=float, help="one temperature, no fallback (default: 0.0 … 1.0)")
     p.add_argument("--strategy", default="sequential", choices=["sequential", "chunked", "vad"])
     p.add_argument("--vad_batch", type=int, default=8, help="rows of whisperfast-vad and the fw-batched engines")

@@ -331,7 +331,7 @@ def test_load_maps_model_dir_fp16_dtype_and_compile(monkeypatch, tmp_path):
     monkeypatch.setenv("WHISPERFAST_CACHE", "/before")
     cli.load(cli.parse_args(["a.wav", "--model", "base", "--model_dir", str(tmp_path), "--fp16", "False",
                              "--no-compile"]))
-    cli.load(cli.parse_args(["a.wav", "--dtype", "bfloat16", "--fp16", "False", "--device", "cpu"]))
-    assert seen[0] == ("base", dict(device=None, dtype="float32", compile=False), str(tmp_path))
-    assert seen[1] == ("tiny.en", dict(device="cpu", dtype="bfloat16", compile=None), "/before")
+    cli.load(cli.parse_args(["a.wav", "--dtype", "bfloat16", "--fp16", "False", "--device", "cpu", "--threads", "3"]))
+    assert seen[0] == ("base", dict(device=None, dtype="float32", compile=False, threads=0), str(tmp_path))
+    assert seen[1] == ("tiny.en", dict(device="cpu", dtype="bfloat16", compile=None, threads=3), "/before")
     assert os.environ["WHISPERFAST_CACHE"] == "/before"

@@ -331,8 +331,8 @@ def test_model_paths_and_names(tmp_path):
     (dict(device="cuda:99"), "cuda:99"),
     (dict(device="tpu:7"), "tpu:7"),
     (dict(device="meta"), "runs on 'cpu' or 'cuda'"),
-    (dict(device="cpu", dtype="int8"), "dtype 'int8' is not supported"),
-    (dict(device="cpu", dtype=torch.float64), "float32, float16 or bfloat16"),
+    (dict(device="cpu", dtype="int4"), "dtype 'int4' is not supported"),
+    (dict(device="cpu", dtype=torch.float64), "float32, float16, bfloat16 or int8"),
     (dict(device="cpu", compile="yes"), "compile='yes'"),
 ])
 def test_load_model_options(tiny_en_dir, kwargs, match):
@@ -385,7 +385,7 @@ def test_decode_options(tiny_en, kwargs, match):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--device", "gpu"], "device 'gpu' is not a device"), (["--dtype", "int8"], "dtype 'int8'"),
+    (["--device", "gpu"], "device 'gpu' is not a device"), (["--dtype", "int4"], "dtype 'int4'"),
     (["--temperature", "nan"], "--temperature must be a finite number"),
     (["--temperature", "-1"], "--temperature must be a finite number"),
     (["--temperature", "inf"], "--temperature must be a finite number"),

@@ -19,8 +19,8 @@ def transcribe(audio, model: str | WhisperModel = "tiny.en", *, device=None, dty
 
     A bare array or tensor is 16 kHz audio; pass `(array, sample_rate)` or `sample_rate=` for another rate.
 
-    Keyword arguments are those of `WhisperModel.transcribe` (language, task, temperature, ...), which
-    takes openai-whisper's transcribe() keywords too (`fp16=False` loads a model by name in float32).
+    Keyword arguments are those of `WhisperModel.transcribe` (language, task, temperature, threads, ...),
+    which takes openai-whisper's transcribe() keywords too (`fp16=False` loads a model by name in float32).
     A model loaded by name is kept for later calls in this process.
     """
     if not isinstance(model, WhisperModel):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -65,6 +67,11 @@ def fp16_dtype(fp16: bool | None, dtype: str | torch.dtype | None) -> str | torc
     """openai-whisper's `fp16` as a load dtype: False -> float32, True -> the device's default (float16 on
     CUDA, float32 on CPU); an explicit dtype wins."""
     return dtype if dtype is not None or fp16 is not False else "float32"
+def resolve_precision(dtype: str | torch.dtype | None, device: torch.device) -> tuple[torch.dtype, bool]:
+    """(compute dtype, int8 weights?): "int8" computes in float32 on CPU and float16 on CUDA."""
+    if dtype is torch.int8 or (isinstance(dtype, str) and dtype.lower() == "int8"):
+        return (torch.float16 if device.type == "cuda" else torch.float32), True
+    return resolve_dtype(dtype, device), False
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -74,14 +81,63 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         return dtype
     if isinstance(dtype, str) and dtype.lower() in DTYPES:
         return DTYPES[dtype.lower()]
-    raise OptionError(f"dtype {dtype!r} is not supported; use float32, float16 or bfloat16")
+    raise OptionError(f"dtype {dtype!r} is not supported; use float32, float16, bfloat16 or int8")
+
+
+def default_threads() -> int:
+    """OMP_NUM_THREADS when set (the user's choice, as torch and CTranslate2 read it), else the cores this
+    process may run on (its CPU affinity, which a container or `taskset` narrows; not the machine's count)."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def resolve_threads(threads: int | None) -> int:
+    """`threads` of load_model: None or 0 (whisper's `--threads 0`) -> default_threads(), else a count >= 1."""
+    if threads is None or (type(threads) is int and threads == 0):
+        return default_threads()
+    if type(threads) is not int or threads < 0:
+        raise OptionError(f"threads={threads!r}: use a positive number of CPU threads, or None / 0 for the "
+                          f"cores this process may run on ({default_threads()} here)")
+    return threads
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with `n` torch intra-op threads, then put back the caller's count (the thread count is
+    process-wide: a model's setting must not outlive its call)."""
+    saved = torch.get_num_threads()
+    if n != saved:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != saved:
+            torch.set_num_threads(saved)
+
+
+def threaded(gen: Iterator, n: int) -> Iterator:
+    """`gen` advanced under torch_threads(n); the caller's count is back in force at every yield."""
+    while True:
+        with torch_threads(n):
+            try:
+                item = next(gen)
+            except StopIteration:
+                return
+        yield item
 
 
 class WhisperModel:
     """A loaded checkpoint: network, tokenizer, and the decode engine with its static caches."""
 
-    def __init__(self, model: Whisper, tokenizer: Tokenizer, path: Path, *, compile: bool | None = None):
+    def __init__(self, model: Whisper, tokenizer: Tokenizer, path: Path, *, compile: bool | None = None,
+                 threads: int | None = None):
         self.model, self.tokenizer, self.path = model, tokenizer, path
+        self.threads = resolve_threads(threads)  # torch threads of every call (CPU work), restored after it
         self.engine = Engine(model, tokenizer, compile=compile)
 
     @property
@@ -112,30 +168,35 @@ class WhisperModel:
         opts = DecodingOptions(task=task, language=language, temperature=temperature,
                                without_timestamps=without_timestamps, **options)
         verify(opts)  # openai's decode() checks: no best_of at T = 0, not with beam_size; patience needs beams
-        mel = short_form_features([load_audio(a) for a in items], self.config.n_mels)
-        enc = self.engine.encode(mel, sample_len=opts.sample_len)
-        results = enc.decode(opts, prompts=[prompt] * len(items))
+        with torch_threads(self.threads):
+            mel = short_form_features([load_audio(a) for a in items], self.config.n_mels)
+            enc = self.engine.encode(mel, sample_len=opts.sample_len)
+            results = enc.decode(opts, prompts=[prompt] * len(items))
         return results if batch else results[0]
 
     def detect_language(self, audio) -> tuple[str, dict[str, float]]:
         """(best language code, {code: probability}) from the first 30 s (openai-whisper's method)."""
         if not self.is_multilingual:
             raise OptionError("this checkpoint is English-only (.en): there is no language to detect")
-        if isinstance(audio, torch.Tensor) and audio.dim() == 2 and audio.shape[0] == self.config.n_mels:
-            mel = audio[None, :, :3000]
-        else:
-            mel = short_form_features([load_audio(audio)], self.config.n_mels)
-        return self.engine.encode(mel).detect_language()[0]
+        with torch_threads(self.threads):
+            if isinstance(audio, torch.Tensor) and audio.dim() == 2 and audio.shape[0] == self.config.n_mels:
+                mel = audio[None, :, :3000]
+            else:
+                mel = short_form_features([load_audio(audio)], self.config.n_mels)
+            return self.engine.encode(mel).detect_language()[0]
 
-    def transcribe(self, audio, *, fp16: bool | None = None, **kwargs):
-        """See `whisperfast.transcribe`. `fp16`: openai-whisper's switch, checked against the dtype the model
-        was loaded in (True on CPU warns as whisper does and runs float32; False on a float16 model is an
-        OptionError: load it with dtype="float32")."""
+    def transcribe(self, audio, *, threads: int | None = None, fp16: bool | None = None, **kwargs):
+        """See `whisperfast.transcribe`. `threads` overrides the model's count for this call. `fp16`:
+        openai-whisper's switch, checked against the dtype the model was loaded in (True on CPU warns as whisper
+        does and runs float32; False on a float16 model is an OptionError: load it with dtype="float32")."""
         self._check_fp16(fp16)
         takes = [p.name for f in (transcribe_with, make_plan) for p in inspect.signature(f).parameters.values()
                  if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in ("model", "audio")]
         check_options("transcribe", kwargs, takes + [f.name for f in fields(DecodingOptions)])
-        return transcribe_with(self, audio, **kwargs)
+        n = self.threads if threads is None else resolve_threads(threads)
+        with torch_threads(n):
+            out = transcribe_with(self, audio, **kwargs)  # a generator when stream=True: runs on iteration
+        return threaded(out, n) if kwargs.get("stream") else out
 
     def _check_fp16(self, fp16: bool | None) -> None:
         if fp16 is None:
@@ -156,18 +217,23 @@ class WhisperModel:
 
 
 def load_model(name_or_path: str | os.PathLike = "tiny.en", device: str | torch.device | None = None,
-               dtype: str | torch.dtype | None = None, *, compile: bool | None = None) -> WhisperModel:
-    """A Whisper checkpoint by short name ('tiny.en', 'large-v3', ...), hub id, or local directory."""
+               dtype: str | torch.dtype | None = None, *, compile: bool | None = None,
+               threads: int | None = None) -> WhisperModel:
+    """A Whisper checkpoint by short name ('tiny.en', 'large-v3', ...), hub id, or local directory.
+
+    `threads`: torch's CPU threads during each call of the model (set for the call, then restored); None
+    or 0: OMP_NUM_THREADS when set, else the cores this process may run on."""
     if compile not in (None, True, False):
         raise OptionError(f"compile={compile!r}: use True, False or None (compile on CUDA only)")
+    threads = resolve_threads(threads)
     dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
+    dt, int8 = resolve_precision(dtype, dev)
     path = resolve(name_or_path)
-    model = load_whisper(path, device=dev, dtype=dt)
+    model = load_whisper(path, device=dev, dtype=dt, int8=int8)
     c = model.config
     tokenizer = Tokenizer.from_file(path / "tokenizer.json", c.num_languages if c.multilingual else 0)
     if tokenizer.timestamp_begin + 1501 != c.n_vocab:  # 1501 timestamps end every Whisper vocabulary
         raise ModelLoadError(f"{path / 'tokenizer.json'}: its special tokens imply a vocabulary of "
                              f"{tokenizer.timestamp_begin + 1501} ids but config.json says {c.n_vocab}; "
                              "the tokenizer belongs to another model (copy the one of this model)")
-    return WhisperModel(model, tokenizer, path, compile=compile)
+    return WhisperModel(model, tokenizer, path, compile=compile, threads=threads)

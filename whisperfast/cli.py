@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--model", default="tiny.en", help="model name (tiny.en, base, large-v3, ...), hub id, or local directory")
     a("--model_dir", type=str, default=None, help="where converted models are kept; $WHISPERFAST_CACHE or ~/.cache/whisperfast by default")
     a("--device", default=None, help="cpu, cuda or cuda:N; cuda when available by default")
-    a("--dtype", default=None, help="float32, float16 or bfloat16; float16 on cuda, float32 on cpu by default")
+    a("--dtype", default=None, help="float32, float16, bfloat16 or int8 (weight-only int8 decoder); float16 on cuda, float32 on cpu by default")
     a("--output_dir", "-o", type=str, default=None, help="directory to save the outputs ('.' when not given, and the text is printed too); '-' prints one format to stdout")
     a("--output_format", "-f", type=str, default=None, choices=FORMATS, help="format of the output file; all formats when writing files, txt when printing (default: all)")
     a("--stdout", action="store_true", help="print the output format to stdout instead of writing files (same as --output_dir -)")
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max_line_width", type=optional_int, default=None, help="(requires --word_timestamps True) the maximum number of characters in a line before breaking the line")
     a("--max_line_count", type=optional_int, default=None, help="(requires --word_timestamps True) the maximum number of lines in a segment")
     a("--max_words_per_line", type=optional_int, default=None, help="(requires --word_timestamps True, no effect with --max_line_width) the maximum number of words in a segment")
-    a("--threads", type=optional_int, default=0, help="number of threads used by torch for CPU inference")
+    a("--threads", type=optional_int, default=0, help="number of threads used by torch for CPU inference; 0: OMP_NUM_THREADS when set, else the cores this process may run on")
     a("--batch_size", type=int, default=1, help="files decoded together; outputs are written as each batch finishes")
     a("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the decode step (default: on cuda)")
     a("--without_timestamps", type=str2bool, default=False, help="decode without timestamp tokens (one segment per 30 s window)")
@@ -194,7 +194,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, option) is not None and getattr(args, option) != getattr(args, option):
             parser.error(f"--{option} must be a number or None, not nan")
     if args.threads is not None and args.threads < 0:
-        parser.error(f"--threads must be 0 (torch's default) or a positive number of threads, not {args.threads}")
+        parser.error(f"--threads must be 0 (the cores this process may run on) or a positive number of threads, "
+                     f"not {args.threads}")
     if not re.fullmatch(r"\s*-?\d+\s*(,\s*-?\d+\s*)*", args.suppress_tokens):
         parser.error(f"--suppress_tokens takes comma-separated token ids such as '-1' or '-1,50257', "
                      f"not {args.suppress_tokens!r}")
@@ -290,21 +291,19 @@ def load(args: argparse.Namespace):
     import torch
 
     from . import load_model
-
     from .api import DTYPES, resolve_device
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     dtype = args.dtype or (None if args.fp16 else "float32")
     if DTYPES.get(str(dtype).lower()) == torch.float16 and resolve_device(args.device).type == "cpu":
         warn("FP16 is not supported on CPU; using FP32 instead")  # whisper's warning; fp16 is 3-4x slower here
         dtype = "float32"
+    kw = dict(device=args.device, dtype=dtype, compile=args.compile, threads=args.threads)  # threads: per call
     if not args.model_dir:
-        return load_model(args.model, device=args.device, dtype=dtype, compile=args.compile)
+        return load_model(args.model, **kw)
     saved = os.environ.get("WHISPERFAST_CACHE")
     os.environ["WHISPERFAST_CACHE"] = args.model_dir  # where the model is converted and kept
     try:
-        return load_model(args.model, device=args.device, dtype=dtype, compile=args.compile)
+        return load_model(args.model, **kw)
     finally:
         if saved is None:
             del os.environ["WHISPERFAST_CACHE"]

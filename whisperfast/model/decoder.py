@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ..cache import KINDS, StaticKVCache
 from .config import ModelConfig
 from .layers import Attention, LayerNorm, mlp
+from .quant import Int8Embedding
 
 
 class DecoderLayer(nn.Module):
@@ -85,7 +86,8 @@ class Decoder(nn.Module):
         return self.layer_norm(x), qks
 
     def logits(self, h: Tensor) -> Tensor:  # [..., d] -> [..., V] float32
-        return (h @ self.embed_tokens.weight.T).float()
+        e = self.embed_tokens
+        return (e.project(h) if isinstance(e, Int8Embedding) else h @ e.weight.T).float()
 
     def forward(self, tokens: Tensor, cache_position: Tensor, cache: StaticKVCache) -> Tensor:
         return self.logits(self.hidden(tokens, cache_position, cache))

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .quant import int8_mm, quantize_rows
+
 
 class LayerNorm(nn.LayerNorm):
     """LayerNorm computed in fp32 whatever the weights' dtype (as openai-whisper does)."""
@@ -42,7 +44,11 @@ class Attention(nn.Module):
         """q, k, v of `x`: one matrix product when `fuse_qkv` ran, else three."""
         if not hasattr(self, "qkv_weight"):
             return (self.heads(self.q_proj(x)), *self.kv(x))
-        q, k, v = F.linear(x, self.qkv_weight, self.qkv_bias).chunk(3, dim=-1)  # 3 x [B,T,d]
+        if hasattr(self, "qkv_scale"):  # int8
+            y = int8_mm(x, self.qkv_weight, self.qkv_scale) + self.qkv_bias
+        else:
+            y = F.linear(x, self.qkv_weight, self.qkv_bias)
+        q, k, v = y.chunk(3, dim=-1)  # 3 x [B,T,d]
         return self.heads(q), self.heads(k), self.heads(v)
 
     @torch.no_grad()
@@ -57,6 +63,22 @@ class Attention(nn.Module):
         d = w.shape[1]
         for i, lin in enumerate((self.q_proj, self.k_proj, self.v_proj)):
             lin.weight = nn.Parameter(w[i * d:(i + 1) * d], requires_grad=False)
+
+    @torch.no_grad()
+    def fuse_qkv_int8(self, scale_dtype: torch.dtype) -> None:
+        """`fuse_qkv` in int8 (model/quant.py): the stacked [3d, d] matrix quantised row by row, the q/k/v
+        layers becoming Int8Linear views of it (weights, scales and biases: loading a state updates the stack)."""
+        from .quant import Int8Linear
+
+        self.fuse_qkv()
+        q, scale = quantize_rows(self.qkv_weight, scale_dtype)
+        self.register_buffer("qkv_weight", q, persistent=False)
+        self.register_buffer("qkv_scale", scale, persistent=False)
+        d = q.shape[1]
+        for i, name in enumerate(("q_proj", "k_proj", "v_proj")):
+            rows = slice(i * d, (i + 1) * d)
+            bias = None if getattr(self, name).bias is None else self.qkv_bias[rows]
+            setattr(self, name, Int8Linear(q[rows], scale[rows], bias))
 
     def full(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Self-attention over `x` alone (encoder; no cache)."""

@@ -132,8 +132,9 @@ def check_keys(model: torch.nn.Module, sd: dict[str, torch.Tensor], files: dict[
                                  "type (float32/float16/bfloat16): quantised checkpoints need converting first")
 
 
-def load_whisper(ckpt: str | os.PathLike, *, device: torch.device, dtype: torch.dtype) -> Whisper:
-    """Build on the meta device, check every key and shape, then assign the checkpoint's tensors."""
+def load_whisper(ckpt: str | os.PathLike, *, device: torch.device, dtype: torch.dtype, int8: bool = False) -> Whisper:
+    """Build on the meta device, check every key and shape, then assign the checkpoint's tensors.
+    `int8`: the decoder's per-token matrices become weight-only int8 (`dtype` is then the activations')."""
     ckpt = Path(ckpt)
     config = read_config(ckpt)
     with torch.device("meta"):
@@ -141,7 +142,9 @@ def load_whisper(ckpt: str | os.PathLike, *, device: torch.device, dtype: torch.
     sd, files = read_state_dict(ckpt)
     sd = to_model_keys(sd)
     check_keys(model, sd, files, ckpt / "config.json")
-    sd = {k: v.to(device=device, dtype=dtype) for k, v in sd.items()}
+    keep = model.int8_weights() if int8 else set()  # quantised from the stored dtype, never made float32
+    sd = {k: v.to(device=device, dtype=None if k in keep else dtype) for k, v in sd.items()}
     model.load_state_dict(sd, strict=True, assign=True)
-    model.prepare_decoder(column_major=device.type == "cpu")
+    del sd  # the float matrices that become int8 are freed as they are replaced
+    model.prepare_decoder(column_major=device.type == "cpu", int8=int8)
     return model.eval().requires_grad_(False)

@@ -8,6 +8,12 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .decoder import Decoder
 from .encoder import Encoder
+from .quant import check_kernel, check_layer, int8_of, scale_dtype
+
+# The matrices of a decoder layer that dtype="int8" quantises. encoder_attn.out_proj and fc2 stay float: each one
+# alone in int8 changed base's text on 1 of the 9 test windows (every other one alone: none).
+INT8 = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "encoder_attn.q_proj",
+        "fc1")
 
 
 class Whisper(nn.Module):
@@ -21,7 +27,7 @@ class Whisper(nn.Module):
         return self.encoder(mel)
 
     @torch.no_grad()
-    def prepare_decoder(self, column_major: bool) -> None:
+    def prepare_decoder(self, column_major: bool, int8: bool = False) -> None:
         """Lay the decoder's weights out for decoding (same values, same parameter names and shapes).
 
         - Self-attention q/k/v become one [3d, d] matrix (the three weights are views of it): one matrix
@@ -29,17 +35,45 @@ class Whisper(nn.Module):
         - `column_major` (CPU): matrices are stored transposed. A decode step multiplies one row per
           sequence by each matrix, and MKL reads an [in, out] matrix about twice as fast as an [out, in]
           one for that: tiny's vocabulary projection takes 4 ms instead of 8.5 ms. The embedding lookup
-          reads the same storage."""
+          reads the same storage.
+        - `int8`: the per-token matrices and the token embedding become weight-only int8 (model/quant.py; the
+          q/k/v stack quantised row by row after fusing); what stays float is then laid out as above."""
+        if int8:
+            self.quantize_decoder()
         for m in self.decoder.modules():
             if column_major and isinstance(m, (nn.Linear, nn.Embedding)) and m is not self.decoder.embed_positions:
                 m.weight = nn.Parameter(m.weight.t().contiguous().t(), requires_grad=False)
         for layer in self.decoder.layers:
-            layer.self_attn.fuse_qkv(column_major)
+            if not hasattr(layer.self_attn, "qkv_weight"):
+                layer.self_attn.fuse_qkv(column_major)
+
+    def int8_weights(self) -> set[str]:
+        """Parameter names of the matrices that `quantize_decoder` turns into int8 (the loader leaves them in
+        the checkpoint's dtype, so they never exist in float32)."""
+        return {f"decoder.layers.{i}.{path}.weight" for i in range(len(self.decoder.layers)) for path in INT8} | {
+            "decoder.embed_tokens.weight"}
+
+    @torch.no_grad()
+    def quantize_decoder(self) -> None:
+        """Decoder matrices read per token -> weight-only int8 (scales per output channel), in place."""
+        check_kernel(self.device)
+        sdtype = scale_dtype(self.device, self.dtype)
+        d = self.decoder
+        for i, layer in enumerate(d.layers):
+            for path in INT8:
+                check_layer(f"decoder.layers.{i}.{path}", layer.get_submodule(path))
+            layer.self_attn.fuse_qkv_int8(sdtype)  # q/k/v
+            for path in INT8[3:]:
+                parent, name = path.rpartition(".")[::2]
+                owner = layer.get_submodule(parent) if parent else layer
+                setattr(owner, name, int8_of(f"decoder.layers.{i}.{path}", getattr(owner, name), sdtype, self.dtype))
+        check_layer("decoder.embed_tokens", d.embed_tokens)
+        d.embed_tokens = int8_of("decoder.embed_tokens", d.embed_tokens, sdtype, self.dtype)
 
     @property
-    def dtype(self):
-        return self.decoder.embed_tokens.weight.dtype
+    def dtype(self):  # the compute dtype (float also when the decoder's matrices are int8)
+        return self.decoder.embed_positions.weight.dtype
 
     @property
     def device(self):
-        return self.decoder.embed_tokens.weight.device
+        return self.decoder.embed_positions.weight.device
