@@ -206,3 +206,13 @@ def test_int8_on_cuda_matches_float16_text(tiny_en_dir):
         m = whisperfast.load_model(tiny_en_dir, device="cuda", dtype="int8", compile=compile)
         assert m.model.decoder.embed_tokens.weight.dtype == torch.int8 and m.model.dtype == torch.float16
         assert m.transcribe(clip("jfk.flac")).text == want
+
+
+def test_int8_model_holds_no_grad_state_and_searches_beams(tiny_int8, tiny_en):
+    """The int8 layers' buffers (biases taken over from nn.Linear) require no grad: a beam search, whose pool
+    reads tensors back to numpy, runs on them, and gives fp32's words on jfk (int8 moved a comma: punctuation
+    is not compared)."""
+    assert [n for n, b in tiny_int8.model.named_buffers() if b.requires_grad] == []
+    assert [n for n, p in tiny_int8.model.named_parameters() if p.requires_grad] == []
+    got, want = (m.decode(clip("jfk.flac"), beam_size=5).text for m in (tiny_int8, tiny_en))
+    assert words(got) == words(want) and len(words(got)) == 22

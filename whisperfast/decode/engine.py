@@ -150,10 +150,12 @@ class Encoded:
         """Per window: (best language code, {code: probability}) (openai-whisper's method)."""
         return language.detect_language(self.engine, self._check(self.sess), self.n)
 
+    @torch.no_grad()
     def run(self, rows: list[Row | None], o: DecodingOptions) -> list[RowOutput | None]:
         """One pass at o's settings, row i on window i: greedy/sampling, K beams, or best_of samples."""
         return window.decode_pass(self, o, rows)
 
+    @torch.no_grad()
     def decode(self, options: DecodingOptions, *, temperatures: Sequence[float] | None = None,
                prompts: Sequence | None = None, languages: Sequence[str | None] | None = None,
                needs_fallback: Callable[[DecodingResult], bool] | None = None) -> list[DecodingResult]:

@@ -118,4 +118,4 @@ def int8_of(name: str, m: nn.Module, sdtype: torch.dtype, dtype: torch.dtype) ->
     q, scale = quantize_rows(m.weight, sdtype)
     if isinstance(m, nn.Embedding):
         return Int8Embedding(q, scale, m.weight.to(torch.float16, copy=True).contiguous(), dtype)
-    return Int8Linear(q, scale, m.bias)
+    return Int8Linear(q, scale, None if m.bias is None else m.bias.detach())  # a buffer: no grad
