@@ -43,7 +43,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_en_dir, base_dir, tmp_path_factory):
+def server(server_process) -> int:
+    return server_process[0]
+
+
+@pytest.fixture(scope="module")
+def server_process(tiny_en_dir, base_dir, tmp_path_factory):
     """`python -m whisperfast serve` serving tiny.en and base (batch 4, an API key, a 1 MiB upload limit)."""
     port, log = free_port(), tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WHISPERFAST_API_KEY": KEY}
@@ -56,7 +61,7 @@ def server(tiny_en_dir, base_dir, tmp_path_factory):
         while health(port) is None:
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.25)
-        yield port
+        yield port, proc
     finally:
         proc.terminate()  # SIGTERM: uvicorn finishes in-flight requests, the workers stop, then it re-raises
         assert proc.wait(60) in (0, -signal.SIGTERM), log.read_text()
@@ -269,3 +274,38 @@ def test_concurrent_requests_share_a_batch_and_equal_transcribe(server, client, 
     assert after["shared"] > before["shared"] and after["max_rows"] >= 3, (before, after)
     assert after["windows"] - before["windows"] < len(jobs), (before, after)  # 6 one-window files, fewer windows
     assert elapsed < 120, elapsed
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's RSS from /proc")
+def test_bounded_load(server_process):
+    """200 requests at concurrency 16 (1 s of digital silence: the seek loop skips it without decoding, so this
+    loads the HTTP, queue and worker machinery, not the model): every one answered, in bounded time, and the
+    server's memory does not grow with the number of requests served."""
+    import numpy as np
+    import soundfile as sf
+
+    port, proc = server_process
+    f = io.BytesIO()
+    sf.write(f, np.zeros(16000, np.float32), 16000, format="WAV", subtype="PCM_16")
+    silence = f.getvalue()
+
+    def one(_):
+        status, body, _ = request(port, "POST", "/v1/audio/transcriptions", [("model", "tiny.en")],
+                                  ("s.wav", silence), timeout=60)
+        return status, json.loads(body)
+
+    before, start, rss = health(port)["models"]["tiny.en"], time.monotonic(), []
+    with ThreadPoolExecutor(16) as pool:
+        for _ in range(2):
+            got = list(pool.map(one, range(100)))
+            assert got == [(200, {"text": "", "usage": {"type": "duration", "seconds": 1.0}})] * 100
+            rss.append(rss_mb(proc.pid))
+    assert time.monotonic() - start < 120
+    assert rss[1] - rss[0] < 30, rss  # the second hundred requests left no per-request residue
+    after = health(port)["models"]["tiny.en"]
+    assert (after["jobs"] - before["jobs"], after["waiting"], after["active"]) == (200, 0, 0), after
