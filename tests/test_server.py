@@ -5,6 +5,7 @@ each equal `model.transcribe` of that file alone. Skipped only without the `[ser
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -49,11 +50,17 @@ def server(server_process) -> int:
 
 @pytest.fixture(scope="module")
 def server_process(tiny_en_dir, base_dir, tmp_path_factory):
-    """`python -m whisperfast serve` serving tiny.en and base (batch 4, an API key, a 1 MiB upload limit)."""
-    port, log = free_port(), tmp_path_factory.mktemp("server") / "server.log"
+    """`python -m whisperfast serve` serving tiny.en and base (batch 4, an API key, a 4 MiB upload limit)."""
+    with start_server(tmp_path_factory.mktemp("server"), "--model", "tiny.en", "--model", "base") as (port, proc):
+        yield port, proc
+
+
+@contextlib.contextmanager
+def start_server(folder: Path, *args: str):
+    port, log = free_port(), folder / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WHISPERFAST_API_KEY": KEY}
-    cmd = [sys.executable, "-m", "whisperfast", "serve", "--model", "tiny.en", "--model", "base", "--host",
-           "127.0.0.1", "--port", str(port), "--batch_size", "4", "--max_upload_mb", str(MAX_UPLOAD_MB)]
+    cmd = [sys.executable, "-m", "whisperfast", "serve", *args, "--host", "127.0.0.1", "--port", str(port),
+           "--batch_size", "4", "--max_upload_mb", str(MAX_UPLOAD_MB)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).parents[1])
     try:
@@ -309,3 +316,21 @@ def test_bounded_load(server_process):
     assert rss[1] - rss[0] < 30, rss  # the second hundred requests left no per-request residue
     after = health(port)["models"]["tiny.en"]
     assert (after["jobs"] - before["jobs"], after["waiting"], after["active"]) == (200, 0, 0), after
+
+
+def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(tiny_en_dir, tiny_en, tmp_path):
+    ref = tiny_en.transcribe(clip("multilingual.mp3"))
+    with start_server(tmp_path, "--model", "tiny.en") as (port, proc), ThreadPoolExecutor(1) as pool:
+        data = Path(clip("multilingual.mp3")).read_bytes()
+        pending = pool.submit(request, port, "POST", "/v1/audio/transcriptions", [("model", "tiny.en")],
+                              ("m.mp3", data))
+        deadline = time.monotonic() + 60
+        while health(port)["models"]["tiny.en"]["active"] == 0:  # its first window is decoding
+            assert time.monotonic() < deadline and not pending.done()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        status, body, _ = pending.result(120)
+        assert status == 200 and json.loads(body)["text"] == ref.text
+        assert proc.wait(60) in (0, -signal.SIGTERM)
+        with pytest.raises(OSError):  # the listening socket is closed
+            request(port, "GET", "/health")
