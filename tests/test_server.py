@@ -5,6 +5,7 @@ each equal `model.transcribe` of that file alone. Skipped only without the `[ser
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -43,12 +44,23 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_en_dir, base_dir, tmp_path_factory):
-    """`python -m whisperfast serve` serving tiny.en and base (batch 4, an API key, a 1 MiB upload limit)."""
-    port, log = free_port(), tmp_path_factory.mktemp("server") / "server.log"
+def server(server_process) -> int:
+    return server_process[0]
+
+
+@pytest.fixture(scope="module")
+def server_process(tiny_en_dir, base_dir, tmp_path_factory):
+    """`python -m whisperfast serve` serving tiny.en and base (batch 4, an API key, a 4 MiB upload limit)."""
+    with start_server(tmp_path_factory.mktemp("server"), "--model", "tiny.en", "--model", "base") as (port, proc):
+        yield port, proc
+
+
+@contextlib.contextmanager
+def start_server(folder: Path, *args: str):
+    port, log = free_port(), folder / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WHISPERFAST_API_KEY": KEY}
-    cmd = [sys.executable, "-m", "whisperfast", "serve", "--model", "tiny.en", "--model", "base", "--host",
-           "127.0.0.1", "--port", str(port), "--batch_size", "4", "--max_upload_mb", str(MAX_UPLOAD_MB)]
+    cmd = [sys.executable, "-m", "whisperfast", "serve", *args, "--host", "127.0.0.1", "--port", str(port),
+           "--batch_size", "4", "--max_upload_mb", str(MAX_UPLOAD_MB)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).parents[1])
     try:
@@ -56,7 +68,7 @@ def server(tiny_en_dir, base_dir, tmp_path_factory):
         while health(port) is None:
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.25)
-        yield port
+        yield port, proc
     finally:
         proc.terminate()  # SIGTERM: uvicorn finishes in-flight requests, the workers stop, then it re-raises
         assert proc.wait(60) in (0, -signal.SIGTERM), log.read_text()
@@ -269,3 +281,56 @@ def test_concurrent_requests_share_a_batch_and_equal_transcribe(server, client, 
     assert after["shared"] > before["shared"] and after["max_rows"] >= 3, (before, after)
     assert after["windows"] - before["windows"] < len(jobs), (before, after)  # 6 one-window files, fewer windows
     assert elapsed < 120, elapsed
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's RSS from /proc")
+def test_bounded_load(server_process):
+    """200 requests at concurrency 16 (1 s of digital silence: the seek loop skips it without decoding, so this
+    loads the HTTP, queue and worker machinery, not the model): every one answered, in bounded time, and the
+    server's memory does not grow with the number of requests served."""
+    import numpy as np
+    import soundfile as sf
+
+    port, proc = server_process
+    f = io.BytesIO()
+    sf.write(f, np.zeros(16000, np.float32), 16000, format="WAV", subtype="PCM_16")
+    silence = f.getvalue()
+
+    def one(_):
+        status, body, _ = request(port, "POST", "/v1/audio/transcriptions", [("model", "tiny.en")],
+                                  ("s.wav", silence), timeout=60)
+        return status, json.loads(body)
+
+    before, start, rss = health(port)["models"]["tiny.en"], time.monotonic(), []
+    with ThreadPoolExecutor(16) as pool:
+        for _ in range(2):
+            got = list(pool.map(one, range(100)))
+            assert got == [(200, {"text": "", "usage": {"type": "duration", "seconds": 1.0}})] * 100
+            rss.append(rss_mb(proc.pid))
+    assert time.monotonic() - start < 120
+    assert rss[1] - rss[0] < 30, rss  # the second hundred requests left no per-request residue
+    after = health(port)["models"]["tiny.en"]
+    assert (after["jobs"] - before["jobs"], after["waiting"], after["active"]) == (200, 0, 0), after
+
+
+def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(tiny_en_dir, tiny_en, tmp_path):
+    ref = tiny_en.transcribe(clip("multilingual.mp3"))
+    with start_server(tmp_path, "--model", "tiny.en") as (port, proc), ThreadPoolExecutor(1) as pool:
+        data = Path(clip("multilingual.mp3")).read_bytes()
+        pending = pool.submit(request, port, "POST", "/v1/audio/transcriptions", [("model", "tiny.en")],
+                              ("m.mp3", data))
+        deadline = time.monotonic() + 60
+        while health(port)["models"]["tiny.en"]["active"] == 0:  # its first window is decoding
+            assert time.monotonic() < deadline and not pending.done()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        status, body, _ = pending.result(120)
+        assert status == 200 and json.loads(body)["text"] == ref.text
+        assert proc.wait(60) in (0, -signal.SIGTERM)
+        with pytest.raises(OSError):  # the listening socket is closed
+            request(port, "GET", "/health")
