@@ -58,7 +58,8 @@ def server_process(tiny_en_dir, base_dir, tmp_path_factory):
 @contextlib.contextmanager
 def start_server(folder: Path, *args: str):
     port, log = free_port(), folder / "server.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WHISPERFAST_API_KEY": KEY}
+    # unbuffered: the server's log lines reach the file before it exits (by re-raising SIGTERM: no flush at exit)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WHISPERFAST_API_KEY": KEY, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "whisperfast", "serve", *args, "--host", "127.0.0.1", "--port", str(port),
            "--batch_size", "4", "--max_upload_mb", str(MAX_UPLOAD_MB)]
     with open(log, "wb") as out:
@@ -243,13 +244,24 @@ def test_openai_client_raises_typed_errors(client):
 
 
 def test_disconnect_mid_stream_frees_the_slot(server, client, tiny_en):
-    """A streamed 60 s file (3 windows) whose client leaves after the first delta stops being decoded."""
+    """A streamed 5 min file (10 windows) whose client leaves after the first delta stops being decoded (a
+    window or two may still run while the server notices: the event loop and the worker share a busy CPU)."""
+    import numpy as np
+    import soundfile as sf
+
+    from whisperfast.audio import load_audio
+
+    ogg = io.BytesIO()
+    x = np.tile(load_audio(clip("multilingual.mp3")), 5)
+    with sf.SoundFile(ogg, "w", 16000, 1, format="OGG", subtype="VORBIS") as f:
+        for i in range(0, len(x), 16000):  # a second per write: libsndfile's vorbis writer crashes on big writes
+            f.write(x[i:i + 16000])
     before = health(server)["models"]["tiny.en"]
     boundary = uuid.uuid4().hex
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\ntiny.en\r\n'
             f'--{boundary}\r\nContent-Disposition: form-data; name="stream"\r\n\r\ntrue\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="m.mp3"\r\n\r\n').encode()
-    body += Path(clip("multilingual.mp3")).read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="m.ogg"\r\n\r\n').encode()
+    body += ogg.getvalue() + f"\r\n--{boundary}--\r\n".encode()
     conn = http.client.HTTPConnection("127.0.0.1", server, timeout=60)
     conn.request("POST", "/v1/audio/transcriptions", body, {"Authorization": f"Bearer {KEY}",
                                                             "Content-Type": f"multipart/form-data; boundary={boundary}"})
@@ -261,7 +273,7 @@ def test_disconnect_mid_stream_frees_the_slot(server, client, tiny_en):
     while (h := health(server)["models"]["tiny.en"])["jobs"] == before["jobs"] or h["active"]:
         assert time.monotonic() < deadline, h
         time.sleep(0.1)
-    assert h["windows"] - before["windows"] <= 2, (before, h)  # the third window was never decoded
+    assert h["windows"] - before["windows"] <= 4, (before, h)  # 6 of the 10 windows were never decoded
     ref = tiny_en.transcribe(clip("jfk.flac"))
     assert client.audio.transcriptions.create(model="tiny.en", file=audio("jfk.flac")).text == ref.text
 

@@ -97,10 +97,10 @@ def test_streamed_segments_come_in_time_order(tiny_en, long_clip):
 
 
 def test_silence_and_noise_decode_nothing(tiny_en, monkeypatch):
-    import whisperfast.vadchunks as vc
+    from whisperfast.decode.engine import Encoded
 
     calls = []
-    monkeypatch.setattr(vc, "decode_windows", lambda *a, **k: calls.append(1) or [])
+    monkeypatch.setattr(Encoded, "decode", lambda *a, **k: calls.append(1) or [])
     rng = np.random.default_rng(4)
     quiet = [np.zeros(45 * SAMPLE_RATE, np.float32), noise(45, rng), (0.1 * rng.standard_normal(45 * SAMPLE_RATE)).astype(np.float32)]
     for r in tiny_en.transcribe(quiet, strategy="vad", batch_size=2):

@@ -68,10 +68,10 @@ def test_sentences_land_at_their_true_times(tiny_en, spaced, kw):
 
 
 def test_silence_and_noise_give_no_text_and_no_decoding(tiny_en, monkeypatch):
-    import whisperfast.sequential as seq
+    from whisperfast.decode.engine import Encoded
 
     calls = []
-    monkeypatch.setattr(seq, "decode_windows", lambda *a, **k: calls.append(1) or [])
+    monkeypatch.setattr(Encoded, "decode", lambda *a, **k: calls.append(1) or [])
     rng = np.random.default_rng(1)
     for audio in (np.zeros(40 * SAMPLE_RATE, np.float32), noise(40, rng), (0.1 * rng.standard_normal(40 * SAMPLE_RATE)).astype(np.float32)):
         r = tiny_en.transcribe(audio, vad_filter=True, silence_threshold=None)

@@ -21,7 +21,6 @@ import numpy as np
 
 from .audio import N_SAMPLES, SAMPLE_RATE, load_audio
 from .decode.options import DecodingResult
-from .decode.window import decode_windows
 from .errors import WhisperfastError
 from .features import short_form_features
 from .plan import TIME_PRECISION, Plan
@@ -89,9 +88,9 @@ def _decode(model, pieces: list[Piece], plan: Plan) -> list[DecodingResult]:
     audio = [p.file.speech.audio[p.start: p.end] for p in pieces]
     mel = short_form_features(audio, model.config.n_mels)  # [n, n_mels, 3000]
     prompt = [model.tokenizer.encode(" " + plan.initial_prompt.strip())] if plan.initial_prompt else [None]
-    return decode_windows(model.engine, mel, plan.options, temperatures=plan.temperatures,
-                          prompts=prompt * len(pieces), languages=[p.file.language for p in pieces],
-                          needs_fallback=plan.thresholds.needs_fallback, batch=plan.batch_size)
+    enc = model.engine.encode(mel, batch=plan.batch_size, sample_len=plan.options.sample_len)
+    return enc.decode(plan.options, temperatures=plan.temperatures, prompts=prompt * len(pieces),
+                      languages=[p.file.language for p in pieces], needs_fallback=plan.thresholds.needs_fallback)
 
 
 def split_chunk(tok, tokens: list[int], duration: float):

@@ -12,8 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from torch import Tensor
-
 from ..errors import OptionError
 from .beam import best, run_beams
 from .options import DecodingOptions, DecodingResult, compression_ratio
@@ -100,9 +98,3 @@ def decode(enc: Encoded, options: DecodingOptions, *, temperatures: Sequence[flo
             break
     return results
 
-
-def decode_windows(engine: Engine, mel: Tensor, options: DecodingOptions, *, batch: int | None = None,
-                   **kwargs) -> list[DecodingResult]:
-    """`engine.encode(mel, batch=batch)` then `decode(...)` (keyword arguments as `decode`'s): windows
-    decoded once, when nothing else is needed of their encoded batch (word alignment is)."""
-    return engine.encode(mel, batch=batch, sample_len=options.sample_len).decode(options, **kwargs)
