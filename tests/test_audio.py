@@ -328,8 +328,11 @@ def test_truncated_files_are_read_as_far_as_they_go_with_a_warning(tmp_path, nam
         part = load_audio(p)
     assert 0.3 * len(full) < len(part) < 0.7 * len(full)
     head = len(part) - SAMPLE_RATE  # the last second: the resampler's tail sees the cut
-    # mp3 frames decode from a bit reservoir; lossless formats give the same samples up to the cut
-    np.testing.assert_allclose(part[:head], full[:head], atol=1e-6 if name.endswith("mp3") else 0)
+    # mp3 frames decode from a bit reservoir: 1e-6. Lossless formats give the same samples up to the cut; those not
+    # at 16 kHz (jfk.flac: 44.1 kHz) are then resampled by float32 kernels whose blocking follows the input's
+    # length and the thread count (measured up to 6e-7 in CI at 2 threads): 2e-6. At 16 kHz: exact.
+    resampled = sf.info(str(DATA / name)).samplerate != SAMPLE_RATE
+    np.testing.assert_allclose(part[:head], full[:head], atol=1e-6 if name.endswith("mp3") else 2e-6 if resampled else 0)
     p.write_bytes(data[:40])  # the header cut short, nothing decodable: still an error
     with pytest.raises(AudioError, match="cut_"):
         load_audio(p)

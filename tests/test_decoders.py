@@ -113,7 +113,9 @@ def test_flac_that_libsndfile_stops_on_is_read_to_the_last_good_frame(tmp_path):
             while len(block := f.read(4096)):
                 got += len(block)
     assert got > 2 ** 17 and abs(len(y) / SAMPLE_RATE - got / 44100) < 4096 / 44100
-    np.testing.assert_array_equal(y[:SAMPLE_RATE * 3], load_audio(DATA / "jfk.flac")[:SAMPLE_RATE * 3])
+    # the same decoded samples, resampled 44.1 -> 16 kHz by float32 kernels whose blocking follows the input's
+    # length and the thread count (measured up to 8.4e-7 in CI at 2 threads)
+    np.testing.assert_allclose(y[:SAMPLE_RATE * 3], load_audio(DATA / "jfk.flac")[:SAMPLE_RATE * 3], rtol=0, atol=2e-6)
 
 
 def python(code: str, **kw) -> subprocess.CompletedProcess:

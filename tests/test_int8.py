@@ -96,16 +96,17 @@ def test_wer_counts_edits():
 
 
 def test_int8_layers_and_sizes(tiny_int8, tiny_en):
-    """The token embedding and, per decoder layer, self-attention q/k/v/out, cross-attention q and fc1 are int8
-    (scales per output row); the encoder, cross-attention k/v/out and fc2 stay float. Bytes of tiny.en's decoder: the embedding 3 per weight (int8 + the
+    """The token embedding and, per decoder layer, self-attention q/k/v, cross-attention q and fc1 are int8
+    (scales per output row); the encoder, both attention outputs, cross-attention k/v and fc2 stay float. Bytes of tiny.en's decoder: the embedding 3 per weight (int8 + the
     float16 rows the projection rescores from), the int8 matrices 1, the rest 4: 0.70 of float32's bytes."""
     d = tiny_int8.model.decoder
     assert isinstance(d.embed_tokens, Int8Embedding) and d.embed_tokens.weight.dtype == torch.int8
     layer = d.layers[0]
-    for m in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.out_proj,
-              layer.encoder_attn.q_proj, layer.fc1):
+    for m in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.encoder_attn.q_proj,
+              layer.fc1):
         assert isinstance(m, Int8Linear) and m.weight.dtype == torch.int8 and m.scale.shape == m.weight.shape[:1]
-    for m in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj, layer.encoder_attn.out_proj, layer.fc2):
+    for m in (layer.self_attn.out_proj, layer.encoder_attn.k_proj, layer.encoder_attn.v_proj,
+              layer.encoder_attn.out_proj, layer.fc2):
         assert m.weight.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in tiny_int8.model.encoder.parameters())
     assert tiny_int8.model.dtype == torch.float32

@@ -9,8 +9,8 @@ the stored pair can hold). Products:
 - CUDA: `F.linear(x, q.to(x.dtype)) * scale`, which the compiled step fuses into one kernel (gpt-fast's form).
 
 What is quantised (see `Whisper.quantize_decoder`, model/whisper.py INT8): the token embedding, which is also
-the vocabulary projection, and of each decoder layer the self-attention q/k/v/out, the cross-attention query and
-fc1. The cross-attention output and fc2 stay float (each alone in int8 changed base's text on a test window).
+the vocabulary projection, and of each decoder layer the self-attention q/k/v, the cross-attention query and
+fc1. The attention outputs and fc2 stay float (each alone in int8 changed base's text on a test window).
 The encoder and the cross-attention k/v projections stay float: they run once per window over 1500 rows, where
 the int8 kernel is about 2x slower than a float GEMM, and they are not read per token.
 """

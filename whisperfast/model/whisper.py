@@ -11,9 +11,10 @@ from .encoder import Encoder
 from .quant import check_kernel, check_layer, int8_of, scale_dtype
 
 # The matrices of a decoder layer that dtype="int8" quantises. encoder_attn.out_proj and fc2 stay float: each one
-# alone in int8 changed base's text on 1 of the 9 test windows (every other one alone: none).
-INT8 = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "encoder_attn.q_proj",
-        "fc1")
+# alone in int8 changed base's text on 1 of the 9 test windows (every other one alone: none). self_attn.out_proj
+# stays float too: with it in int8, base at 2 threads (CI's count) changed the sonnet window (8/9 < the 90% floor);
+# without it 9/9 at 1 and 2 threads, for d*d float weights per layer (fc1, 4x larger, would have done it too).
+INT8 = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "encoder_attn.q_proj", "fc1")
 
 
 class Whisper(nn.Module):
