@@ -82,15 +82,13 @@ def english(minutes: float):
 
 
 def wer(reference: str, hypothesis: str) -> float:
+    """jiwer's WER (as bench/beam.py) on lower-cased text with punctuation removed."""
     import re
 
-    ref, hyp = (re.sub(r"[^a-z0-9' ]+", " ", t.lower()).split() for t in (reference, hypothesis))
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        diag, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (r != h))
-    return row[-1] / max(1, len(ref))
+    import jiwer
+
+    ref, hyp = (" ".join(re.sub(r"[^a-z0-9' ]+", " ", t.lower()).split()) for t in (reference, hypothesis))
+    return jiwer.wer(ref, hyp)
 
 
 def concatenated(minutes: float):

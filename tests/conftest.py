@@ -37,6 +37,16 @@ def clip(name: str) -> str:
     return str(DATA / name)
 
 
+def word_edits(ref: list[str], hyp: list[str]) -> int:
+    """Word-level Levenshtein distance (substitutions + deletions + insertions): the numerator of a WER."""
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        diag, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (r != h))
+    return row[-1]
+
+
 def assert_matches(got, ref, abs_tol: dict[str, float] | None = None, where: str = "", key: str = "") -> None:
     """`got` equals the reference `ref` (nested dicts and lists, as JSON holds them): every value exactly, except
     floats under a dict key named in `abs_tol`, which may differ from the reference by at most that much.

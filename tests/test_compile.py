@@ -101,12 +101,7 @@ def test_compiled_beams_equal_eager_without_recompiles(tiny_en, compiled):
     two = THREE[:2]
     assert [r.tokens for r in compiled.decode(two, beam_size=3)] == [r.tokens for r in tiny_en.decode(two, beam_size=3)]
     graphs = counters["stats"]["unique_graphs"]
-    cfg = torch._dynamo.config
-    old = cfg.error_on_recompile
-    cfg.error_on_recompile = True
-    try:
+    with torch._dynamo.config.patch(error_on_recompile=True):
         got = compiled.decode(two[::-1], beam_size=3)
-    finally:
-        cfg.error_on_recompile = old
     assert [r.tokens for r in got] == [r.tokens for r in tiny_en.decode(two[::-1], beam_size=3)]
     assert counters["stats"]["unique_graphs"] == graphs

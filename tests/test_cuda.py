@@ -167,10 +167,6 @@ def test_compiled_beams_equal_eager_fp32_without_recompiles(models):
     for patience in (None, 2.0):
         want = [r.tokens for r in eager.decode(THREE, beam_size=5, patience=patience)]
         assert [r.tokens for r in comp.decode(THREE, beam_size=5, patience=patience)] == want
-    cfg = torch._dynamo.config
-    cfg.error_on_recompile = True
-    try:
+    with torch._dynamo.config.patch(error_on_recompile=True):
         got = comp.decode(THREE[::-1], beam_size=5)
-    finally:
-        cfg.error_on_recompile = False
     assert [r.tokens for r in got] == [r.tokens for r in eager.decode(THREE[::-1], beam_size=5)]

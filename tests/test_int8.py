@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import whisperfast
-from conftest import CLIPS, DATA, clip
+from conftest import CLIPS, DATA, clip, word_edits
 from whisperfast.audio import load_audio
 from whisperfast.model.quant import Int8Embedding, Int8Linear, check_layer
 
@@ -44,16 +44,8 @@ def words(text: str) -> list[str]:
 
 def wer(hyps: list[str], refs: list[str]) -> float:
     """Corpus word error rate in percent: word-level edit distance over all pairs / reference words."""
-    errors = total = 0
-    for hyp, ref in zip(hyps, refs):
-        h, r = words(hyp), words(ref)
-        d = list(range(len(h) + 1))
-        for i, rw in enumerate(r, 1):
-            prev, d[0] = d[0], i
-            for j, hw in enumerate(h, 1):
-                prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (rw != hw))
-        errors, total = errors + d[len(h)], total + len(r)
-    return 100.0 * errors / total
+    errors = sum(word_edits(words(ref), words(hyp)) for hyp, ref in zip(hyps, refs))
+    return 100.0 * errors / sum(len(words(ref)) for ref in refs)
 
 
 def references(lang: str) -> dict[str, str]:

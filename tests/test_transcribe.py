@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import clip
+from conftest import clip, word_edits
 from whisperfast.decode.engine import Encoded
 from whisperfast.features import frame_levels
 from whisperfast.longform import _ts
@@ -140,13 +140,8 @@ def normalise(text: str) -> list[str]:
 
 def wer(reference: str, hypothesis: str) -> float:
     """Word error rate: word-level Levenshtein distance / reference length, on normalised text."""
-    ref, hyp = normalise(reference), normalise(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        diag, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (r != h))
-    return row[-1] / max(1, len(ref))
+    ref = normalise(reference)
+    return word_edits(ref, normalise(hypothesis)) / max(1, len(ref))
 
 
 def test_wer():
