@@ -81,7 +81,7 @@ def test_batch_verbose_lines_name_their_file_and_progress_starts_with_a_total():
     r = run_cli(str(LDC), str(DATA / "jfk.flac"), "--batch_size", "2", "-o", "-")
     err = r.stderr.decode()
     assert r.returncode == 0, err
-    assert f"LDC93S1.wav: [00:00.000 --> " in err and "jfk.flac: [00:00.000 --> " in err
+    assert "LDC93S1.wav: [00:00.000 --> " in err and "jfk.flac: [00:00.000 --> " in err
     assert "0.0/0.0" not in err and "/13.9 audio s" in err
     alone = run_cli(str(LDC), "-o", "-").stderr.decode()
     assert "\n[00:00.000 --> " in alone.replace("\r", "\n")  # one file: whisper's lines as they are

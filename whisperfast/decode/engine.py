@@ -16,7 +16,6 @@ from torch import Tensor, nn
 from ..model.whisper import Whisper
 from ..tokenizer import Tokenizer
 from . import language, timing, window
-from .beam import run_beams
 from .filters import additive_mask, begin_ids, suppressed_ids
 from .options import DecodingOptions, DecodingResult
 from .rows import Row, RowOutput, pack, readout
