@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .packed import linear
 from .quant import int8_mm, quantize_rows
 
 
@@ -47,7 +48,7 @@ class Attention(nn.Module):
         if hasattr(self, "qkv_scale"):  # int8
             y = int8_mm(x, self.qkv_weight, self.qkv_scale) + self.qkv_bias
         else:
-            y = F.linear(x, self.qkv_weight, self.qkv_bias)
+            y = linear(x, self.qkv_weight, self.qkv_bias, getattr(self, "qkv_packed", None))
         q, k, v = y.chunk(3, dim=-1)  # 3 x [B,T,d]
         return self.heads(q), self.heads(k), self.heads(v)
 

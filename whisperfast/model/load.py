@@ -146,5 +146,6 @@ def load_whisper(ckpt: str | os.PathLike, *, device: torch.device, dtype: torch.
     sd = {k: v.to(device=device, dtype=None if k in keep else dtype) for k, v in sd.items()}
     model.load_state_dict(sd, strict=True, assign=True)
     del sd  # the float matrices that become int8 are freed as they are replaced
-    model.prepare_decoder(column_major=device.type == "cpu", int8=int8)
+    model.prepare_decoder(column_major=device.type == "cpu", int8=int8,
+                          onednn=device.type == "cpu" and dtype == torch.float32)
     return model.eval().requires_grad_(False)
