@@ -154,3 +154,31 @@ def test_beam_reorder_copies_only_the_written_slots(tiny_en):
         new = sess.cache.layer("self_v", i)
         assert torch.equal(new[:, :, :64], old[src][:, :, :64])  # copies: exact
         assert torch.equal(new[:, :, 64:], old[:, :, 64:])
+
+
+def test_eager_step_reads_written_slots_bit_identically(tiny_en, monkeypatch):
+    """An eager CPU step reads self k/v slots up to its position rounded up to SLOT_BLOCK (model/decoder.py
+    written_bound); at every position its logits are bit-identical to a step over all slots (the skipped
+    slots are masked, and the kernel sums whole vectors of zeros for them), with left-padded rows too."""
+    from whisperfast.model import decoder as dec
+
+    m = tiny_en.model
+    torch.manual_seed(3)
+    B, n_ctx = 3, PROMPT_CAPACITY + tiny_en.engine.sample_len
+    cache = m.decoder.new_cache(B, n_ctx, m.config.n_audio_ctx, dtype=torch.float32, device=torch.device("cpu"))
+    for i in range(cache.n_layer):
+        for kind in KINDS:
+            cache.layer(kind, i).normal_()
+    cache.offset.copy_(torch.tensor([0, 5, 40]))
+    tokens = torch.randint(0, 50000, (B, 1))
+    bounds = []
+    with torch.no_grad():
+        for p in list(range(40, n_ctx, 13)) + [63, 64, 127, 128, n_ctx - 1]:
+            pos = torch.tensor([p])
+            bounds.append(dec.written_bound(pos, n_ctx))
+            fast = m.decoder(tokens, pos, cache)
+            with monkeypatch.context() as mp:
+                mp.setattr(dec, "written_bound", lambda cp, n: n)
+                every = m.decoder(tokens, pos, cache)
+            assert torch.equal(fast, every), p
+    assert min(bounds) == 64 and max(bounds) == n_ctx  # the bound did cut (the test compares something)

@@ -43,20 +43,21 @@ def test_an_encoded_batch_is_stale_once_its_session_is_reused(tiny_en, mel):
 
 
 def test_rows_of_a_group_hold_their_windows_cross_kv(tiny_en, mel):
-    """`rows(group)`: window w's cross k/v copied to rows w*group .. w*group+group-1 (exact copies); the
-    home session keeps them, so a beam decode leaves word alignment of the same batch unchanged."""
+    """`rows(group)`: window w's cross k/v copied once to cross row w of a session of group rows per window
+    (exact copies, not one per row); the home session keeps them, so a beam decode leaves word alignment of the
+    same batch unchanged."""
     e = tiny_en.engine
     enc = e.encode(mel)
     seqs = [tiny_en.tokenizer.sot_sequence() + [tiny_en.tokenizer.no_timestamps] + r.tokens + [tiny_en.tokenizer.eot]
             for r in enc.decode(DecodingOptions(without_timestamps=True))]
     qk_before, _ = enc.align(seqs)
     group = enc.rows(5)
-    assert group.batch == enc.size * 5
+    assert group.batch == enc.size * 5 and group.group == 5
     for i in (0, tiny_en.config.n_text_layer - 1):
         home, grouped = enc.sess.cache.layer("cross_k", i), group.cache.layer("cross_k", i)
+        assert grouped.shape == home.shape
         for w in range(enc.n):
-            for j in range(5):
-                assert torch.equal(grouped[w * 5 + j], home[w])
+            assert torch.equal(grouped[w], home[w])
     beams = enc.decode(DecodingOptions(beam_size=5))
     assert [len(r.tokens) > 0 for r in beams] == [True] * enc.n
     qk_after, _ = enc.align(seqs)

@@ -4,7 +4,9 @@ One independent tensor per layer and kind (not views of one [L, ...] tensor): in
 re-inplace a write into a view of a graph input, so a stacked cache would be rewritten whole every step.
 
 self_k[i]/self_v[i]   [B, H, n_ctx, D]        layer i, written at `cache_position` with `index_copy_`
-cross_k[i]/cross_v[i] [B, H, n_audio_ctx, D]  layer i, filled once per 30 s window by `Decoder.fill_cross`
+cross_k[i]/cross_v[i] [B / group, H, n_audio_ctx, D]  layer i, filled once per 30 s window by `Decoder.fill_cross`
+                      (a cache of `group` rows per window, for beams or best_of samples, holds each window once:
+                      rows w*group .. w*group+group-1 attend to cross row w)
 offset                [B] long                left padding of each row's prompt (slots < offset are masked)
 """
 
@@ -18,12 +20,14 @@ KINDS = ("self_k", "self_v", "cross_k", "cross_v")
 
 class StaticKVCache(nn.Module):
     def __init__(self, n_layer: int, batch: int, n_head: int, head_dim: int, n_ctx: int, n_audio_ctx: int,
-                 *, dtype: torch.dtype, device: torch.device | str):
+                 *, dtype: torch.dtype, device: torch.device | str, group: int = 1):
         super().__init__()
+        if batch % group:
+            raise ValueError(f"a cache of {batch} rows cannot hold groups of {group}")
         for kind in KINDS:
-            n = n_ctx if kind.startswith("self") else n_audio_ctx
+            rows, n = (batch, n_ctx) if kind.startswith("self") else (batch // group, n_audio_ctx)
             for i in range(n_layer):
-                self.register_buffer(f"{kind}_{i}", torch.zeros(batch, n_head, n, head_dim, dtype=dtype,
+                self.register_buffer(f"{kind}_{i}", torch.zeros(rows, n_head, n, head_dim, dtype=dtype,
                                                                 device=device), persistent=False)
         self.register_buffer("offset", torch.zeros(batch, dtype=torch.long, device=device), persistent=False)
         self.register_buffer("slots", torch.arange(n_ctx, device=device), persistent=False)

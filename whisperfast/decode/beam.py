@@ -1,6 +1,7 @@
 """Beam search with openai-whisper's semantics (BeamSearchDecoder + MaximumLikelihoodRanker), as session rows.
 
-A window's K beams are K consecutive rows of a session (rows w*K .. w*K+K-1 hold window w's cross k/v).
+A window's K beams are K consecutive rows of a session (rows w*K .. w*K+K-1 attend to window w's cross k/v,
+held once: model/decoder.py cross_attention).
 Each step, every live beam proposes its top K+1 tokens of the filtered log_softmax; a candidate's score is
 the beam's cumulative float32 sum plus that log-probability. The window's K*(K+1) candidates are sorted by
 score (stable: ties keep beam, then top-k order, as openai's dict insertion order does); EOT candidates met
@@ -164,7 +165,7 @@ def finalize(sess: Session, beams: Beams, w: int, eot: int) -> list[tuple[list[i
 
 
 def run_beams(engine: Engine, sess: Session, rows: list[Row | None], o: DecodingOptions) -> list[RowOutput | None]:
-    """Beam-search one window per row (rows w*K.. of `sess` hold window w's cross k/v) with o.beam_size,
+    """Beam-search one window per row (rows w*K.. of `sess` decode window w) with o.beam_size,
     o.patience, o.length_penalty and the suppression options. The temperature of the rows is not read
     (openai's beam search neither samples nor scales), nor is repetition_guard."""
     K = o.beam_size

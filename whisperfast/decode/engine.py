@@ -37,7 +37,7 @@ class Engine:
         self.device, self.dtype = model.device, model.dtype
         self.compile = (self.device.type == "cuda") if compile is None else bool(compile)
         self.sample_len = model.config.n_text_ctx // 2  # openai-whisper's cap on new tokens per window
-        self.sessions: dict[tuple[int, int], Session] = {}
+        self.sessions: dict[tuple[int, int, int], Session] = {}  # (bucket, sample_len, group) -> session
         self.holders: dict[Session, Encoded] = {}  # the batch whose cross k/v each session holds
         self._masks: dict[tuple, tuple[Tensor, Tensor]] = {}
         self._compiled: dict[tuple, Callable] = {}
@@ -45,10 +45,10 @@ class Engine:
 
     def session(self, n: int, sample_len: int, group: int = 1) -> Session:
         """The session of n windows' bucket, `group` rows per window (beams or best_of samples)."""
-        key = (bucket(n) * group, sample_len)
+        key = (bucket(n), sample_len, group)
         if key not in self.sessions:
-            self.sessions[key] = Session(self.model.decoder, self.model.config, self.tok, key[0], sample_len,
-                                         dtype=self.dtype, device=self.device)
+            self.sessions[key] = Session(self.model.decoder, self.model.config, self.tok, key[0] * group, sample_len,
+                                         dtype=self.dtype, device=self.device, group=group)
         return self.sessions[key]
 
     def compiled(self, fn: Callable, *key: int) -> Callable:
@@ -135,12 +135,12 @@ class Encoded:
         return sess
 
     def rows(self, group: int = 1, sample_len: int | None = None) -> Session:
-        """A session whose rows w*group .. w*group+group-1 hold window w's cross k/v (copied once from the
-        home session when group or sample_len differ from its own)."""
+        """A session whose rows w*group .. w*group+group-1 decode window w (its cross k/v copied once from the
+        home session into the session's cross row w when group or sample_len differ from its own)."""
         home = self._check(self.sess)
         dst = self.engine.session(self.size, sample_len or self.engine.sample_len, group)
         if dst is not home and self.engine.holders.get(dst) is not self:
-            regroup(home, dst, group, self.n)
+            regroup(home, dst, self.n)
             self.engine.holders[dst] = self
         return dst
 
@@ -168,11 +168,12 @@ class Encoded:
         return timing.alignment_weights(self.engine, self._check(self.sess), seqs)
 
 
-def regroup(src: Session, dst: Session, group: int, n: int) -> None:
-    """Copy windows' cross k/v from rows :n of `src` to rows w*group .. w*group+group-1 of `dst`."""
+def regroup(src: Session, dst: Session, n: int) -> None:
+    """Copy windows' cross k/v from cross rows :n of `src` to those of `dst` (whose rows w*group ..
+    w*group+group-1 attend to cross row w)."""
     for i in range(src.cache.n_layer):
         for kind in ("cross_k", "cross_v"):
-            dst.cache.layer(kind, i)[:n * group].copy_(src.cache.layer(kind, i)[:n].repeat_interleave(group, 0))
+            dst.cache.layer(kind, i)[:n].copy_(src.cache.layer(kind, i)[:n])
 
 
 def looping(tokens: list[int], span: int, max_period: int = 16) -> bool:

@@ -44,14 +44,14 @@ class Session(nn.Module):
     """Decode state of one batch bucket. Rows are independent; `done` rows only emit EOT."""
 
     def __init__(self, decoder: Decoder, config: ModelConfig, tok: Tokenizer, batch: int, sample_len: int,
-                 *, dtype: torch.dtype, device: torch.device):
+                 *, dtype: torch.dtype, device: torch.device, group: int = 1):
         super().__init__()
         self.eot, self.no_ts, self.ts_begin, self.no_speech_id = tok.eot, tok.no_timestamps, tok.timestamp_begin, \
             tok.no_speech
         self.max_initial = config.max_initial_timestamp_index
-        self.sample_len = sample_len
+        self.sample_len, self.group = sample_len, group  # group: rows per window (cross k/v held once each)
         self.cache = decoder.new_cache(batch, PROMPT_CAPACITY + sample_len, config.n_audio_ctx,
-                                       dtype=dtype, device=device)
+                                       dtype=dtype, device=device, group=group)
         V = config.n_vocab
 
         def buf(name: str, *shape: int, dtype=torch.long, fill=0):
