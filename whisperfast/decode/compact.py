@@ -11,7 +11,6 @@ graph replays on its fixed buffers, now holding the moved rows.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from ..cache import KINDS
 from .step import Session
