@@ -278,10 +278,12 @@ def test_disconnect_mid_stream_frees_the_slot(server, client, tiny_en):
 
 
 def test_concurrent_requests_share_a_batch_and_equal_transcribe(server, client, tiny_en):
-    """6 requests at once (one with a prompt: prompts and languages stay per row): each result equals
-    `tiny_en.transcribe` of its file alone, and the worker decoded windows holding several requests."""
+    """8 requests at once (one with a prompt: prompts and languages stay per row): each result equals
+    `tiny_en.transcribe` of its file alone, and the worker decoded windows holding several requests (rows of
+    2.9 to 11 s: the batch's long rows finish compacted into smaller buckets, see tests/test_compact.py)."""
     jobs = [("jfk.flac", None), ("LDC93S1.wav", None), ("61-70968-0000.flac", None),
-            ("stereo_diarization.wav", None), ("jfk.flac", "Fellow Americans, listen."), ("LDC93S1.wav", None)]
+            ("stereo_diarization.wav", None), ("jfk.flac", "Fellow Americans, listen."), ("LDC93S1.wav", None),
+            ("61-70968-0000.flac", None), ("jfk.flac", None)]
     refs = [tiny_en.transcribe(clip(name), initial_prompt=prompt) for name, prompt in jobs]
     before = health(server)["models"]["tiny.en"]
 
@@ -300,7 +302,7 @@ def test_concurrent_requests_share_a_batch_and_equal_transcribe(server, client, 
     after = health(server)["models"]["tiny.en"]
     assert after["jobs"] - before["jobs"] == len(jobs)
     assert after["shared"] > before["shared"] and after["max_rows"] >= 3, (before, after)
-    assert after["windows"] - before["windows"] < len(jobs), (before, after)  # 6 one-window files, fewer windows
+    assert after["windows"] - before["windows"] < len(jobs), (before, after)  # 8 one-window files, fewer windows
     assert elapsed < 120, elapsed
 
 

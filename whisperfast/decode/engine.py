@@ -8,6 +8,8 @@ timestamp mode, so fallback re-decodes and many files share one fixed batch with
 
 from __future__ import annotations
 
+import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import torch
@@ -15,7 +17,7 @@ from torch import Tensor, nn
 
 from ..model.whisper import Whisper
 from ..tokenizer import Tokenizer
-from . import language, timing, window
+from . import compact, language, timing, window
 from .filters import additive_mask, begin_ids, suppressed_ids
 from .options import DecodingOptions, DecodingResult
 from .rows import Row, RowOutput, pack, readout
@@ -38,7 +40,11 @@ class Engine:
         self.compile = (self.device.type == "cuda") if compile is None else bool(compile)
         self.sample_len = model.config.n_text_ctx // 2  # openai-whisper's cap on new tokens per window
         self.sessions: dict[tuple[int, int, int], Session] = {}  # (bucket, sample_len, group) -> session
-        self.holders: dict[Session, Encoded] = {}  # the batch whose cross k/v each session holds
+        # the batch whose cross k/v each session holds, while someone holds that batch (compaction writes only
+        # into sessions that no live batch holds)
+        self.holders: weakref.WeakValueDictionary[Session, Encoded] = weakref.WeakValueDictionary()
+        self.compact = True  # move a loop's running rows into a smaller bucket as rows finish (decode/compact.py)
+        self.steps: Counter[int] = Counter()  # decode steps run per batch size (host count: what compaction saves)
         self._masks: dict[tuple, tuple[Tensor, Tensor]] = {}
         self._compiled: dict[tuple, Callable] = {}
         self.beam_pools: dict[tuple, nn.Module] = {}  # (session id, K, size) -> beam.Beams
@@ -91,15 +97,36 @@ class Engine:
         loop one n-gram, checked every CHECK_EVERY steps); each row carries its own temperature."""
         sample = any(r is not None and r.temperature > 0 for r in rows)
         n_steps = self.prefill(sess, rows, o, sample)
-        step = self.step_fn(sess, sample)
         every = CHECK_EVERY if self.device.type == "cuda" else 1  # reading a CPU tensor costs no sync
+        cur, held = sess, list(range(sess.batch))  # rows :len(held) of `cur` are rows `held` of `sess`
         for i in range(1, n_steps):
-            if i % every == 0 and bool(sess.done.all()):  # the loop's only host sync
-                break
+            if i % every == 0:
+                done = cur.done.cpu()  # the loop's only host sync
+                if bool(done.all()):
+                    break
+                if self.compact:
+                    cur, held = self.shrink(sess, cur, held, done)
             if o.repetition_guard and i % CHECK_EVERY == 0:
-                stop_loops(sess, i, o.repetition_guard)
-            step(self.model.decoder, sess)
+                stop_loops(cur, i, o.repetition_guard)
+            self.step_fn(cur, sample)(self.model.decoder, cur)
+            self.steps[cur.batch] += 1
+        if cur is not sess:
+            compact.write_back(cur, sess, held)
         return readout(sess, rows)
+
+    def shrink(self, home: Session, cur: Session, held: list[int], done: Tensor) -> tuple[Session, list[int]]:
+        """The loop's session after this check: `cur`, or the session of a smaller bucket that the running rows
+        of `cur` now fit (and that no live `Encoded` holds), with them moved there; -> (session, held rows)."""
+        running = (~done).nonzero()[:, 0].tolist()  # rows of `cur`
+        if bucket(len(running)) >= cur.batch or home.group != 1:  # a group's rows share cross rows: not moved
+            return cur, held
+        small = self.session(len(running), cur.sample_len)
+        if small.batch >= cur.batch or small in self.holders:
+            return cur, held
+        if cur is not home:
+            compact.write_back(cur, home, held)  # rows that finished in `cur` keep their outputs
+        compact.move(cur, small, running)
+        return small, [held[r] for r in running]
 
     def rules(self, sess: Session, o: DecodingOptions) -> None:
         """The options' suppression masks into the session (the logit rules read them at every step)."""
