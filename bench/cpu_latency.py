@@ -1,13 +1,15 @@
 """CPU end-to-end latency on jfk.flac with real weights: whisperfast (float32 and int8) vs transformers vs
-faster-whisper (CTranslate2, float32 and int8), same cores, same process, same run; ratios printed.
+faster-whisper (CTranslate2, float32 and int8), same cores, same run, each engine in its own process
+(bench/isolate.py), interleaved; ratios printed.
 
     python bench/cpu_latency.py [--model tiny.en|base] [--audio tests/data/jfk.flac] [--threads 1] [--repeats 9]
+                                [--beam_size 5]
                                 [--engines whisperfast,whisperfast-int8,transformers,faster-whisper,faster-whisper-int8]
 
 Settings of the issue's table (#13): greedy, temperature 0, no conditioning on previous text, fallback
-thresholds off, timestamps on, English for .en models. All engines get the same 16 kHz samples (loading and
-resampling the file is timed for whisperfast only, as its end-to-end path includes it). faster-whisper runs a
-CTranslate2 copy of the same checkpoint (converted once with ctranslate2's TransformersConverter into
+thresholds off, timestamps on, English for .en models (--beam_size 5: the same with beam search, the issue's
+(#12) beam row). Every engine's timed call starts from the file path and includes decoding the audio.
+faster-whisper runs a CTranslate2 copy of the same checkpoint (converted once with ctranslate2's TransformersConverter into
 $WHISPERFAST_CACHE/<model>-fw) with cpu_threads = --threads; torch gets --threads too (whisperfast's
 `threads=`). transformers and faster-whisper are optional (skipped when not installed).
 """
@@ -15,24 +17,8 @@ $WHISPERFAST_CACHE/<model>-fw) with cpu_threads = --threads; torch gets --thread
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
-
-
-def interleaved(engines: dict, repeats: int) -> dict:
-    """Median seconds and last output per engine; one warm-up each, then the engines take turns so that
-    a slow spell of a shared machine hits all of them alike."""
-    outs = {name: fn() for name, fn in engines.items()}
-    times: dict[str, list[float]] = {name: [] for name in engines}
-    for _ in range(repeats):
-        for name, fn in engines.items():
-            t = time.perf_counter()
-            outs[name] = fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: (statistics.median(times[name]), outs[name]) for name in engines}
-
 
 GREEDY = dict(temperature=0.0, condition_on_previous_text=False, compression_ratio_threshold=None,
               no_speech_threshold=None)
@@ -56,68 +42,81 @@ def ct2_copy(ckpt, name: str) -> str:
     return str(out)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tiny.en")
-    p.add_argument("--audio", default="tests/data/jfk.flac")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--repeats", type=int, default=9)
-    p.add_argument("--engines", default="whisperfast,whisperfast-int8,transformers,faster-whisper,faster-whisper-int8")
-    args = p.parse_args()
-    want = args.engines.split(",")
-    torch.set_num_threads(args.threads)
-
-    import whisperfast
+def build(name: str, opts: dict):
+    """In the engine's own worker process (bench/isolate.py): audio path -> text, with the issue's settings
+    (greedy, or beam `beam_size` with --beam_size) and English."""
+    threads, model_name, beam = opts["threads"], opts["model"], opts["beam_size"]
+    torch.set_num_threads(threads)
     from whisperfast.audio import load_audio
     from whisperfast.model.hub import resolve
 
-    ckpt = resolve(args.model)
-    audio = load_audio(args.audio)
+    ckpt = resolve(model_name)
     language = "en"  # the clip's language for every engine (no detection pass)
-    engines = {}
-    for name, dtype in (("whisperfast", "float32"), ("whisperfast-int8", "int8")):
-        if name in want:
-            model = whisperfast.load_model(ckpt, device="cpu", dtype=dtype, threads=args.threads)
-            engines[name] = lambda model=model: model.transcribe(args.audio, language=language, logprob_threshold=None,
-                                                                 **GREEDY).text
+    search = {"beam_size": beam} if beam > 1 else {}
+    if name.startswith("whisperfast"):
+        import whisperfast
 
-    try:
-        if "transformers" not in want:
-            raise LookupError
+        model = whisperfast.load_model(ckpt, device="cpu", dtype="int8" if name.endswith("int8") else "float32",
+                                       threads=threads)
+        return lambda path: model.transcribe(path, language=language, logprob_threshold=None, **GREEDY,
+                                             **search).text
+    if name == "transformers":
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
         hf = WhisperForConditionalGeneration.from_pretrained(str(ckpt), dtype=torch.float32).eval()
         proc = WhisperProcessor.from_pretrained(str(ckpt))
 
-        def run_hf():
-            feats = proc(audio, sampling_rate=16000, return_tensors="pt").input_features
+        def run_hf(path):
+            feats = proc(load_audio(path), sampling_rate=16000, return_tensors="pt").input_features
             with torch.no_grad():
-                ids = hf.generate(feats, return_timestamps=True)
+                ids = hf.generate(feats, return_timestamps=True, num_beams=beam)
             return proc.batch_decode(ids, skip_special_tokens=True)[0]
-        engines["transformers"] = run_hf
-    except ImportError:
-        print("transformers not installed: skipped")
-    except LookupError:
-        pass
+        return run_hf
+    from faster_whisper import WhisperModel
 
-    try:
-        from faster_whisper import WhisperModel
+    fw = WhisperModel(ct2_copy(ckpt, model_name), device="cpu", compute_type=name.removeprefix("faster-whisper-")
+                      if name != "faster-whisper" else "float32", cpu_threads=threads)
 
-        for name, compute in (("faster-whisper", "float32"), ("faster-whisper-int8", "int8")):
-            if name not in want:
-                continue
-            fw = WhisperModel(ct2_copy(ckpt, args.model), device="cpu", compute_type=compute, cpu_threads=args.threads)
+    def run_fw(path):
+        segs, _ = fw.transcribe(load_audio(path), beam_size=beam, language=language, log_prob_threshold=None,
+                                **GREEDY)
+        return "".join(s.text for s in segs)
+    return run_fw
 
-            def run_fw(fw=fw):
-                segs, _ = fw.transcribe(audio, beam_size=1, language=language, log_prob_threshold=None,
-                                        **GREEDY)
-                return "".join(s.text for s in segs)
-            engines[name] = run_fw
-    except ImportError:
-        print("faster-whisper not installed: skipped")
 
-    results = interleaved(engines, args.repeats)
-    print(f"{args.model}, {args.audio}, {args.threads} threads, median of {args.repeats} (engines interleaved):")
+def main() -> None:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from isolate import Workers, interleaved
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="tiny.en")
+    p.add_argument("--audio", default="tests/data/jfk.flac")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--beam_size", type=int, default=1, help="beam search of this width in every engine (1: greedy)")
+    p.add_argument("--engines", default="whisperfast,whisperfast-int8,transformers,faster-whisper,faster-whisper-int8")
+    args = p.parse_args()
+    names = []
+    for name in args.engines.split(","):
+        module = {"transformers": "transformers"}.get(name, "faster_whisper" if name.startswith("faster") else None)
+        if module and importlib.util.find_spec(module) is None:
+            print(f"{name}: {module} not installed, skipped")
+        else:
+            names.append(name)
+    opts = {"threads": args.threads, "model": args.model, "beam_size": args.beam_size}
+    if any(n.startswith("faster-whisper") for n in names):  # converted once, here: not by two workers at once
+        from whisperfast.model.hub import resolve
+
+        ct2_copy(resolve(args.model), args.model)
+    with Workers(build, names, opts) as workers:
+        results = interleaved(workers, args.audio, args.repeats)
+    search = "greedy" if args.beam_size == 1 else f"beam {args.beam_size}"
+    print(f"{args.model}, {args.audio}, {search}, {args.threads} threads, median of {args.repeats} (each engine in "
+          "its own process, interleaved):")
     base = next(iter(results.values()))[0]
     for name, (t, text) in results.items():
         print(f"  {name:20s} {t * 1e3:8.1f} ms   {t / base:5.2f}x of the first row   {str(text)[:60]!r}")
