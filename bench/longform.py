@@ -23,6 +23,8 @@ fp32 on CPU:
                 cpu_threads=--threads).transcribe(audio, beam_size=1, same temperatures and thresholds)
   whisperfast-int8  as whisperfast with dtype="int8"
 --temperature 0.0 decodes greedily without fallback in all of them (the comparison is then draw-free).
+--beam_size 5 gives whisperfast, openai and faster-whisper beam 5 at T = 0 and best_of 5 at T > 0 (whisper's CLI
+defaults; issue 12's beam row), transformers num_beams=5.
 --rounds N runs the engine list N times in turn (a slow spell of a shared machine hits all engines alike) and
 reports each engine's median wall time and largest peak RSS.
 Speech-chunk engines (issue 15), greedy, batch `--vad_batch`:
@@ -132,11 +134,16 @@ def run_whisperfast(args, audio, warm, dtype=None):
     model = whisperfast.load_model(model_dir(args.model), device=args.device, compile=args.compile or None,
                                    dtype=dtype, threads=args.threads)
     kw = dict(temperature=args.temperature if args.temperature is not None else TEMPERATURES,
-              strategy=args.strategy, batch_size=args.batch_size)
+              strategy=args.strategy, batch_size=args.batch_size, **search(args))
     model.transcribe(warm, **kw)
     t = time.perf_counter()
     r = model.transcribe(audio, **kw)
     return time.perf_counter() - t, r.text
+
+
+def search(args) -> dict:
+    """--beam_size K: beam K at T = 0 and best_of K at T > 0 (whisper's CLI defaults at K = 5); {} for greedy."""
+    return {} if args.beam_size == 1 else {"beam_size": args.beam_size, "best_of": args.beam_size}
 
 
 def run_transformers(args, audio, warm):
@@ -156,7 +163,7 @@ def run_transformers(args, audio, warm):
         with torch.no_grad():
             ids = model.generate(f.input_features.to(args.device), attention_mask=f.attention_mask.to(args.device),
                                  return_timestamps=True, condition_on_prev_tokens=True, temperature=temps,
-                                 **(fallback if isinstance(temps, tuple) else {}))
+                                 num_beams=args.beam_size, **(fallback if isinstance(temps, tuple) else {}))
         return proc.batch_decode(ids, skip_special_tokens=True)[0]
 
     go(warm)
@@ -175,9 +182,9 @@ def run_openai(args, audio, warm):
     model = whisper.load_model(str(pt), device=args.device)
     temps = args.temperature if args.temperature is not None else TEMPERATURES
     fp16 = args.device != "cpu"
-    whisper.transcribe(model, warm, temperature=temps, fp16=fp16)
+    whisper.transcribe(model, warm, temperature=temps, fp16=fp16, **search(args))
     t = time.perf_counter()
-    r = whisper.transcribe(model, audio, temperature=temps, fp16=fp16)
+    r = whisper.transcribe(model, audio, temperature=temps, fp16=fp16, **search(args))
     return time.perf_counter() - t, r["text"]
 
 
@@ -227,7 +234,8 @@ def run_faster_whisper(args, audio, warm, compute_type="float32"):
     language = "en" if args.model.endswith(".en") else None
 
     def go(x):
-        segs, _ = model.transcribe(x, beam_size=1, temperature=temps, language=language)
+        segs, _ = model.transcribe(x, temperature=temps, language=language,
+                                   **(search(args) or {"beam_size": 1}))
         return "".join(s.text for s in segs)
 
     go(warm)
@@ -286,7 +294,8 @@ def child(args) -> None:
 
 def spawn(args, engine: str, audio: Path) -> dict:
     cmd = [sys.executable, __file__, "_child", "--engine", engine, "--audio", str(audio)]
-    for name in ("model", "threads", "device", "strategy", "batch_size", "vad_batch") + (("dtype",) if args.dtype else ()):
+    for name in ("model", "threads", "device", "strategy", "batch_size", "vad_batch", "beam_size") + (
+            ("dtype",) if args.dtype else ()):
         cmd += [f"--{name}", str(getattr(args, name))]
     if args.temperature is not None:
         cmd += ["--temperature", str(args.temperature)]
@@ -380,6 +389,8 @@ def main() -> None:
     p.add_argument("--english", action="store_true", help="rtf: English clips only, and each engine's WER")
     p.add_argument("--batch_size", type=int, default=1, help="whisperfast rows per decode (chunked: chunks)")
     p.add_argument("--compile", action="store_true", help="whisperfast: compile the decode step")
+    p.add_argument("--beam_size", type=int, default=1, help="rtf: beam K + best_of K in whisperfast, openai, "
+                   "faster-whisper (num_beams in transformers); 1: greedy")
     p.add_argument("--engine", help=argparse.SUPPRESS)
     args = p.parse_args()
     args.minutes = args.minutes or ([2.5] if args.mode == "rtf" else [1, 20])

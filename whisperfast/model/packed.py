@@ -2,11 +2,12 @@
 
 A decode step multiplies a few rows (one per sequence: 1 for greedy, K for beams, up to the batch bucket) by
 each decoder matrix and by the vocabulary projection. MKL's sgemm is slow at that shape on some processors
-(on the AMD EPYC this was measured on, tiny.en's projection [5, 384] x [384, 51864] took 10.5 ms column-major,
-the time of ~4x reading the 80 MB matrix), while oneDNN's product against a matrix reordered once into its
-blocked layout took 3.3 ms (1 row 2.3 ms instead of 2.5; 8 rows 4.0 instead of 11). Its rows are also
-independent of the batch: row i of a product is bit-identical whether 1 or 16 rows are multiplied together
-(MKL's is not below 8 rows), so a window's tokens do not depend on the rows it shares a batch with.
+(on the AMD EPYC this was measured on, tiny.en's projection [5, 384] x [384, 51864] took 10.5 ms column-major at
+2 threads, the time of ~4x reading the 80 MB matrix), while oneDNN's product against a matrix reordered once
+into its blocked layout took 3.3 ms (2 rows 2.4 ms instead of 4.8; 8 rows 4.0 instead of 11; at 1 thread 5 rows
+7.4 instead of 10.3). Its rows are also independent of the number multiplied together (2 to 16 rows: row i is
+bit-identical), so a window's tokens do not depend on the rows it shares a batch with. A single row stays
+with MKL: its matrix-vector product over the column-major weight is faster (2.5 ms against 4.9 at 1 thread).
 
 `pack(w)` makes that reordered copy (torch's own op, the one inductor uses for CPU linears; `None` where this
 torch or processor has no oneDNN); `linear(x, w, b, packed)` uses it in eager CPU float32 code and is plain
@@ -62,8 +63,10 @@ def pack(w: Tensor) -> Packed | None:
 
 
 def linear(x: Tensor, w: Tensor, b: Tensor | None, packed: Packed | None) -> Tensor:
-    """F.linear(x, w, b), through `packed` in eager CPU float32."""
-    if packed is None or torch.compiler.is_compiling() or x.device.type != "cpu" or x.dtype != torch.float32:
+    """F.linear(x, w, b), through `packed` in eager CPU float32 for two rows or more (one row: MKL's
+    matrix-vector product over the column-major weight is the faster one, at 1 thread 2x so)."""
+    if packed is None or torch.compiler.is_compiling() or x.device.type != "cpu" or x.dtype != torch.float32 \
+            or x.numel() == x.shape[-1]:
         return F.linear(x, w, b)
     return torch.ops.mkldnn._linear_pointwise(x, packed.current(w), b, "none", [], "")
 
