@@ -105,3 +105,15 @@ def test_compiled_beams_equal_eager_without_recompiles(tiny_en, compiled):
         got = compiled.decode(two[::-1], beam_size=3)
     assert [r.tokens for r in got] == [r.tokens for r in tiny_en.decode(two[::-1], beam_size=3)]
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_best_of_session_is_its_own_compile_not_a_recompile(compiled):
+    """A session of g rows per window holds one cross k/v row per window: at the same row count as a plain
+    bucket its tensors have other shapes, so its step is another compiled unit (keyed by the group), never a
+    recompile of the plain one; and best_of stays deterministic when compiled."""
+    one, two = THREE[:1], THREE[:2]
+    compiled.decode(two, temperature=0.5)  # the sampling step of the plain 2-row session
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        a = compiled.decode(one, temperature=0.5, best_of=2)  # 1 window x 2 samples: 2 rows, 1 cross row
+        b = compiled.decode(one, temperature=0.5, best_of=2)
+    assert a[0].tokens == b[0].tokens and len(a[0].tokens) > 0

@@ -67,7 +67,9 @@ class Engine:
 
     def step_fn(self, sess: Session, sample: bool) -> Callable:
         """The per-token step of a session: the greedy variant, or the one that draws noise."""
-        return self.compiled(decode_one_sampling if sample else decode_one_greedy, sess.batch, sess.sample_len)
+        # the group is in the key: a session of g rows per window holds batch/g cross rows (another shape)
+        return self.compiled(decode_one_sampling if sample else decode_one_greedy, sess.batch, sess.sample_len,
+                             sess.group)
 
     def masks(self, suppress_tokens, suppress_blank: bool) -> tuple[Tensor, Tensor]:
         key = (suppress_tokens if isinstance(suppress_tokens, (str, type(None))) else tuple(suppress_tokens),
@@ -142,7 +144,7 @@ class Engine:
         packed = packed.to(self.device)  # the window's one host -> device copy
         fn = prefill  # compiled on CUDA only: launch-bound there; on CPU a compile per prompt bucket costs more
         if self.device.type == "cuda":
-            fn = self.compiled(prefill, sess.batch, sess.sample_len, packed.shape[1] - META)
+            fn = self.compiled(prefill, sess.batch, sess.sample_len, packed.shape[1] - META, sess.group)
         fn(self.model.decoder, sess, packed, sample or self.compile)  # compiled: one graph for all temperatures
         return n_steps
 

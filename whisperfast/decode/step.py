@@ -8,8 +8,8 @@ a tensor value) that mutate the session and return nothing, so on CUDA each is c
 
 What is compiled, and why (all through `compile_for`, one code object per model and shape key, so a new
 bucket is a first compile and never a recompile):
-  decode_one_greedy / decode_one_sampling   per batch bucket: the per-token step (the hot loop)
-  prefill                                   per batch bucket x prompt bucket, CUDA only: once per window,
+  decode_one_greedy / decode_one_sampling   per session (batch bucket x rows per window): the per-token step
+  prefill                                   per session x prompt bucket, CUDA only: once per window,
                                             but ~40 kernels per layer are launch-bound at batch 1 in eager
   beam.beam_step, beam.reorder,             per batch bucket x beam size x pool size (+ prompt bucket, CUDA
   beam.beam_prefill                         only, for the prefill; + slot bound 32, 64 ... for the reorder):
