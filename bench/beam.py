@@ -33,7 +33,7 @@ TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 BEAM = dict(beam_size=5, best_of=5)
 
 
-ENGINES = ("whisperfast", "openai-whisper", "faster-whisper")
+ENGINES = {"whisperfast": "whisperfast", "openai-whisper": "whisper", "faster-whisper": "faster_whisper"}  # -> module
 
 
 def build(name: str, opts: dict):
@@ -69,22 +69,12 @@ def build(name: str, opts: dict):
     return run_fw
 
 
-def installed() -> list[str]:
-    import importlib.util
-
-    need = {"whisperfast": "whisperfast", "openai-whisper": "whisper", "faster-whisper": "faster_whisper"}
-    names = [e for e in ENGINES if importlib.util.find_spec(need[e]) is not None]
-    for e in set(ENGINES) - set(names):
-        print(f"{e} not installed: skipped", file=sys.stderr)
-    return names
-
-
 def speed(clips: list[str], threads: int, repeats: int) -> None:
-    from isolate import Workers, interleaved
+    from isolate import Workers, installed, interleaved
 
     from whisperfast.audio import load_audio
 
-    with Workers(build, installed(), {"threads": threads}) as workers:
+    with Workers(build, installed(ENGINES), {"threads": threads}) as workers:
         for name in clips:
             audio = load_audio(DATA / name)
             results = interleaved(workers, audio, repeats)

@@ -20,6 +20,8 @@ import argparse
 
 import torch
 
+MODULES = {"whisperfast": "whisperfast", "whisperfast-int8": "whisperfast", "transformers": "transformers",
+           "faster-whisper": "faster_whisper", "faster-whisper-int8": "faster_whisper"}  # engine -> module it needs
 GREEDY = dict(temperature=0.0, condition_on_previous_text=False, compression_ratio_threshold=None,
               no_speech_threshold=None)
 
@@ -74,8 +76,8 @@ def build(name: str, opts: dict):
         return run_hf
     from faster_whisper import WhisperModel
 
-    fw = WhisperModel(ct2_copy(ckpt, model_name), device="cpu", compute_type=name.removeprefix("faster-whisper-")
-                      if name != "faster-whisper" else "float32", cpu_threads=threads)
+    fw = WhisperModel(ct2_copy(ckpt, model_name), device="cpu",
+                      compute_type="int8" if name.endswith("int8") else "float32", cpu_threads=threads)
 
     def run_fw(path):
         segs, _ = fw.transcribe(load_audio(path), beam_size=beam, language=language, log_prob_threshold=None,
@@ -85,12 +87,11 @@ def build(name: str, opts: dict):
 
 
 def main() -> None:
-    import importlib.util
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from isolate import Workers, interleaved
+    from isolate import Workers, installed, interleaved
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny.en")
@@ -98,15 +99,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--beam_size", type=int, default=1, help="beam search of this width in every engine (1: greedy)")
-    p.add_argument("--engines", default="whisperfast,whisperfast-int8,transformers,faster-whisper,faster-whisper-int8")
+    p.add_argument("--engines", default=",".join(MODULES))
     args = p.parse_args()
-    names = []
-    for name in args.engines.split(","):
-        module = {"transformers": "transformers"}.get(name, "faster_whisper" if name.startswith("faster") else None)
-        if module and importlib.util.find_spec(module) is None:
-            print(f"{name}: {module} not installed, skipped")
-        else:
-            names.append(name)
+    unknown = set(args.engines.split(",")) - MODULES.keys()
+    if unknown:
+        p.error(f"unknown engines {sorted(unknown)}; choose from {', '.join(MODULES)}")
+    names = installed({name: MODULES[name] for name in args.engines.split(",")})
     opts = {"threads": args.threads, "model": args.model, "beam_size": args.beam_size}
     if any(n.startswith("faster-whisper") for n in names):  # converted once, here: not by two workers at once
         from whisperfast.model.hub import resolve

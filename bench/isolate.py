@@ -11,12 +11,22 @@ their last parallel region, and on 2 cores that would bill the next engine for t
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing as mp
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 
 SETTLE = 0.5
+
+
+def installed(modules: dict[str, str]) -> list[str]:
+    """The engine names (keys) whose module (value) this environment can import; the others said skipped."""
+    names = [name for name, module in modules.items() if importlib.util.find_spec(module) is not None]
+    for name in modules.keys() - set(names):
+        print(f"{name}: {modules[name]} not installed, skipped", file=sys.stderr)
+    return names
 
 
 def _serve(build: Callable, name: str, opts: dict, conn) -> None:

@@ -101,16 +101,19 @@ class Engine:
         n_steps = self.prefill(sess, rows, o, sample)
         every = CHECK_EVERY if self.device.type == "cuda" else 1  # reading a CPU tensor costs no sync
         cur, held = sess, list(range(sess.batch))  # rows :len(held) of `cur` are rows `held` of `sess`
+        step = self.step_fn(cur, sample)
         for i in range(1, n_steps):
             if i % every == 0:
                 done = cur.done.cpu()  # the loop's only host sync
                 if bool(done.all()):
                     break
                 if self.compact:
-                    cur, held = self.shrink(sess, cur, held, done)
+                    small, held = self.shrink(sess, cur, held, done)
+                    if small is not cur:
+                        cur, step = small, self.step_fn(small, sample)
             if o.repetition_guard and i % CHECK_EVERY == 0:
                 stop_loops(cur, i, o.repetition_guard)
-            self.step_fn(cur, sample)(self.model.decoder, cur)
+            step(self.model.decoder, cur)
             self.steps[cur.batch] += 1
         if cur is not sess:
             compact.write_back(cur, sess, held)

@@ -71,6 +71,13 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None, packed: Packed | None) -> Ten
     return torch.ops.mkldnn._linear_pointwise(x, packed.current(w), b, "none", [], "")
 
 
+def packed_linear(m: nn.Module) -> nn.Module:
+    """`m` as a PackedLinear when it is a plain nn.Linear that `pack` can pack; `m` itself otherwise (int8)."""
+    if type(m) is nn.Linear and (p := pack(m.weight)) is not None:
+        return PackedLinear(m, p)
+    return m
+
+
 class PackedLinear(nn.Linear):
     """An nn.Linear (the same Parameter objects, so the same state-dict keys) with a oneDNN-packed copy."""
 

@@ -16,6 +16,15 @@ from .quant import check_kernel, check_layer, int8_of, scale_dtype
 # stays float too: with it in int8, base at 2 threads (CI's count) changed the sonnet window (8/9 < the 90% floor);
 # without it 9/9 at 1 and 2 threads, for d*d float weights per layer (fc1, 4x larger, would have done it too).
 INT8 = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "encoder_attn.q_proj", "fc1")
+# The float matrices of a decoder layer that `pack_decoder` gives a oneDNN-packed copy (q/k/v: the fused stack).
+PACKED = ("self_attn.out_proj", "encoder_attn.q_proj", "encoder_attn.out_proj", "fc1", "fc2")
+
+
+def swap(root: nn.Module, path: str, make) -> None:
+    """Replace the submodule of `root` at `path` (e.g. "encoder_attn.q_proj") by make(that submodule)."""
+    parent, name = path.rpartition(".")[::2]
+    owner = root.get_submodule(parent)  # "" is root itself
+    setattr(owner, name, make(getattr(owner, name)))
 
 
 class Whisper(nn.Module):
@@ -61,11 +70,8 @@ class Whisper(nn.Module):
             a = layer.self_attn
             if a.qkv_weight.is_floating_point():
                 a.qkv_packed = packed.pack(a.qkv_weight)
-            for owner, name in ((a, "out_proj"), (layer.encoder_attn, "q_proj"), (layer.encoder_attn, "out_proj"),
-                                (layer, "fc1"), (layer, "fc2")):
-                m = getattr(owner, name)
-                if type(m) is nn.Linear and (p := packed.pack(m.weight)) is not None:
-                    setattr(owner, name, packed.PackedLinear(m, p))
+            for path in PACKED:
+                swap(layer, path, packed.packed_linear)
         e = self.decoder.embed_tokens
         if type(e) is nn.Embedding:
             e.packed = packed.pack(e.weight)
@@ -87,9 +93,7 @@ class Whisper(nn.Module):
                 check_layer(f"decoder.layers.{i}.{path}", layer.get_submodule(path))
             layer.self_attn.fuse_qkv_int8(sdtype)  # q/k/v
             for path in INT8[3:]:
-                parent, name = path.rpartition(".")[::2]
-                owner = layer.get_submodule(parent) if parent else layer
-                setattr(owner, name, int8_of(f"decoder.layers.{i}.{path}", getattr(owner, name), sdtype, self.dtype))
+                swap(layer, path, lambda m: int8_of(f"decoder.layers.{i}.{path}", m, sdtype, self.dtype))
         check_layer("decoder.embed_tokens", d.embed_tokens)
         d.embed_tokens = int8_of("decoder.embed_tokens", d.embed_tokens, sdtype, self.dtype)
 
