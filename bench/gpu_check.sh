@@ -9,7 +9,8 @@
 # Steps: 1. environment: whisperfast and soundfile import from the carried wheels; GPU, torch, transformers
 #        2. large-v3, batch 1 and 8: whisperfast, then transformers with its static cache
 #        3. the CUDA tests (all of them, no -x, durations)
-#        4. turbo, distil and tiny; then transformers' dynamic cache
+#        4. large-v3 with the decoder's weight-only int8 (whisperfast-int8, the most wanted of the rest); then
+#           turbo, distil and tiny; then transformers' dynamic cache
 # The dry run makes a fresh venv holding only what the device image holds of our dependencies (torch,
 # transformers, numpy, safetensors, tokenizers, huggingface_hub, tqdm, pytest, hypothesis: no soundfile, no cffi),
 # installs the carried wheels exactly as the device run does, and runs every step at toy scale on CPU.
@@ -20,8 +21,8 @@ mkdir -p "$OUT"
 BUDGET="${GPU_CHECK_BUDGET:-540}"
 PY=python3 SITE=/tmp/site BATCHES="1 8" REPEATS=3 TOKENS=64
 BIG="large-v3:whisperfast large-v3:transformers-static"
-REST="large-v3-turbo:whisperfast distil-large-v3:whisperfast tiny:whisperfast tiny:transformers-static
-      large-v3:transformers-dynamic"
+REST="large-v3:whisperfast-int8 large-v3-turbo:whisperfast distil-large-v3:whisperfast tiny:whisperfast
+      tiny:transformers-static large-v3:transformers-dynamic"
 if [ -n "${GPU_CHECK_DRY_RUN:-}" ]; then
     DRY="$(mktemp -d)"
     pins=$(python3 -c 'from importlib.metadata import version as v; print(" ".join(f"{n}=={v(n)}" for n in
@@ -30,7 +31,7 @@ if [ -n "${GPU_CHECK_DRY_RUN:-}" ]; then
     python3 -m venv "$DRY/venv" && "$DRY/venv/bin/python" -m pip install -q $pins || exit 1
     PY="$DRY/venv/bin/python" SITE="$DRY/site" BATCHES="1 2" REPEATS=1 TOKENS=8
     export OMP_NUM_THREADS=1  # plumbing, not speed: one thread cannot stall in OpenMP barriers on a busy box
-    BIG="toy:whisperfast toy:transformers-static" REST="toy:whisperfast-eager"
+    BIG="toy:whisperfast toy:transformers-static" REST="toy:whisperfast-int8 toy:whisperfast-eager"
 fi
 T0=$SECONDS
 left() { echo $((BUDGET - (SECONDS - T0))); }

@@ -5,6 +5,11 @@ the encoder pass, median of >= 3 runs after warm-up; cold start = the first call
 capture included). One process per engine and shape (its batches run in it, so a cut process keeps the
 rows it finished). fp16 on CUDA; fp32 on CPU, where it only proves the plumbing (`GPU_CHECK_DRY_RUN`).
 
+Engines: whisperfast (compiled step), whisperfast-eager, whisperfast-int8 (the compiled path with the
+decoder's weight-only int8, as `load_model(..., dtype="int8")` builds it: activations stay fp16 on CUDA,
+fp32 on CPU), transformers-static and transformers-dynamic (its static or dynamic KV cache). Every row
+carries "dtype": "int8" for whisperfast-int8, else the float dtype of weights and activations.
+
     python bench/gpu_throughput.py --configs .gpu/configs --jsonl out.jsonl \\
         --jobs large-v3:whisperfast large-v3:transformers-static --batches 1 8 [--deadline EPOCH_S]
 
@@ -30,7 +35,8 @@ from pathlib import Path
 import torch
 
 N_TOKENS = 64  # --tokens
-ENGINES = ["whisperfast", "whisperfast-eager", "transformers-static", "transformers-dynamic"]
+ENGINES = ["whisperfast", "whisperfast-eager", "whisperfast-int8", "transformers-static", "transformers-dynamic"]
+COMPILED = ("whisperfast", "whisperfast-int8")  # whisperfast engines with the compiled step
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.float16 if DEVICE == "cuda" else torch.float32
 
@@ -87,7 +93,9 @@ def compile_counters(recompiles: Recompiles) -> dict:
             "graphs": counters["stats"]["unique_graphs"]}
 
 
-def whisperfast_model(cfg_dir: Path, compile: bool):
+def whisperfast_model(cfg_dir: Path, compile: bool, int8: bool = False):
+    """The net of config.json with random weights; `int8`: the decoder's weight-only int8 (model/quant.py),
+    quantised from the random float weights as load_whisper quantises a checkpoint's, activations in DTYPE."""
     from whisperfast.api import WhisperModel
     from whisperfast.model.load import read_config
     from whisperfast.model.whisper import Whisper
@@ -99,7 +107,7 @@ def whisperfast_model(cfg_dir: Path, compile: bool):
     net = net.to_empty(device=DEVICE)
     random_init_(net)
     net = net.to(DTYPE).eval().requires_grad_(False)
-    net.prepare_decoder(column_major=DEVICE == "cpu")  # as load_whisper does (fused q/k/v)
+    net.prepare_decoder(column_major=DEVICE == "cpu", int8=int8)  # as load_whisper does (fused q/k/v, int8)
     tok = Tokenizer.from_file(cfg_dir / "tokenizer.json", config.num_languages if config.multilingual else 0)
     return WhisperModel(net, tok, cfg_dir, compile=compile)
 
@@ -176,7 +184,9 @@ def child(args) -> None:
     """One engine and shape, every batch in turn; a RESULT line per batch as soon as it is measured."""
     cfg_dir, recompiles = Path(args.configs) / args.shape, Recompiles()
     wf = args.engine.startswith("whisperfast")
-    model = whisperfast_model(cfg_dir, compile=args.engine == "whisperfast") if wf else None
+    int8 = args.engine == "whisperfast-int8"
+    model = whisperfast_model(cfg_dir, compile=args.engine in COMPILED, int8=int8) if wf else None
+    dtype = "int8" if int8 else str(DTYPE).removeprefix("torch.")
     for batch in args.batches:
         if wf:
             run, breakdown = whisperfast_runner(model, batch)
@@ -186,7 +196,8 @@ def child(args) -> None:
             row = measure(transformers_runner(cfg_dir, batch, args.engine == "transformers-static"), batch,
                           args.repeats)
         row.update(compile_counters(recompiles))
-        print("RESULT " + json.dumps({"shape": args.shape, "engine": args.engine, "device": DEVICE, **row}),
+        print("RESULT " + json.dumps({"shape": args.shape, "engine": args.engine, "dtype": dtype, "device": DEVICE,
+                                      **row}),
               flush=True)
 
 
@@ -224,7 +235,7 @@ def run_job(args, shape: str, engine: str, sink) -> list[dict]:
 
 
 def show(r: dict) -> str:
-    head = f"{r['shape']:16s} b={r.get('batch', '?')!s:<2s} {r['engine']:21s} "
+    head = f"{r['shape']:16s} b={r.get('batch', '?')!s:<2s} {r['engine']:21s} {r.get('dtype', ''):7s} "
     if "error" in r:
         return head + r["error"]
     s = head + f"{r['tok_s']:9.0f} tok/s  median {r['median_s'] * 1e3:8.1f} ms  cold {r['cold_s']:6.1f} s"
