@@ -30,14 +30,18 @@ def test_gpu_check_dry_run(tmp_path, tiny_en_dir):
     assert steps["env"]["device"] == "cpu (dry run)" and "error" not in steps["env"], steps["env"]
     bench = [r for r in rows if "engine" in r]
     assert {(r["shape"], r["engine"], r["batch"]) for r in bench} == {
-        ("toy", e, b) for e in ("whisperfast", "transformers-static", "whisperfast-eager") for b in (1, 2)}
+        ("toy", e, b) for e in ("whisperfast", "transformers-static", "whisperfast-int8", "whisperfast-eager")
+        for b in (1, 2)}
     assert not [r for r in bench if "error" in r], bench
     for r in bench:
         assert r["tok_s"] > 0 and r["median_s"] > 0
         if r["engine"].startswith("whisperfast"):
             assert r["step_ms"] > 0 and r["prefill_ms"] > 0 and r["encoder_ms"] > 0
             assert (r["graph_breaks"], r["recompiles"], r["cudagraph_skips"]) == (0, 0, 0), r
-    compiled = [r for r in bench if r["engine"] == "whisperfast"]
-    assert all(r["graphs"] > 0 for r in compiled)  # the compiled engine did compile
+    assert {r["dtype"] for r in bench if r["engine"] != "whisperfast-int8"} == {"float32"}, bench
+    int8 = [r for r in bench if r["engine"] == "whisperfast-int8"]
+    assert len(int8) == 2 and all(r["dtype"] == "int8" for r in int8), int8  # the weight-only int8 rows
+    compiled = [r for r in bench if r["engine"] in ("whisperfast", "whisperfast-int8")]
+    assert len(compiled) == 4 and all(r["graphs"] > 0 for r in compiled)  # the compiled engines did compile
     assert steps["cuda_tests"]["rc"] == "0" and "skipped" in steps["cuda_tests"]["summary"], steps["cuda_tests"]
     assert "seconds" in steps["done"]
