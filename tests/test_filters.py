@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from whisperfast.decode.step import select
+from whisperfast.decode.step import host_rules, select, tensor_rules
 
 
 def reference_filter(logits, sampled, *, tb, eot, no_ts, max_initial, suppress, begin, ts_on):
@@ -80,6 +80,45 @@ def test_rules_match_openai(tiny_en, k):
             assert int(sess.out[b, k]) == want, (trial, b, hist[b])
             lp = torch.log_softmax(torch.from_numpy(ref), -1)[want].item()
             assert abs(sess.sum_logprob[b].item() - lp) < 1e-4
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 5, 9])
+def test_host_rules_equal_tensor_rules_bit_for_bit(tiny_en, k):
+    """Eager CPU steps ban id ranges as slices from the state read on the host (`host_rules`); compiled code runs
+    the tensor form (`tensor_rules`). Same logits, -inf included, and the log-softmax handed back (when no row
+    was forced to a timestamp) equals the one select would compute; both also equal openai's filters."""
+    eng, tok = tiny_en.engine, tiny_en.tokenizer
+    sess = eng.session(8, eng.sample_len)
+    suppress, begin = eng.masks("-1", True)
+    sess.suppress.copy_(suppress)
+    sess.begin.copy_(begin)
+    tb, V = tok.timestamp_begin, tiny_en.config.n_vocab
+    rng = np.random.default_rng(100 + k)
+    handed_back = forced = 0
+    for trial in range(8):
+        hist = [random_history(rng, k, tb, tok.eot) for _ in range(8)]
+        ts_on = rng.random(8) < 0.8
+        logits = rng.normal(0, 3, size=(8, V)).astype(np.float32)
+        logits[:, tb:] += rng.normal(0, 3, size=(8, 1)).astype(np.float32) - (8 if trial % 2 else 0)  # odd: no row forced
+        sess.step.fill_(k)
+        sess.hist.copy_(torch.tensor([[h[-2] if k >= 2 else 0, h[-1] if k >= 1 else 0] for h in hist]))
+        sess.max_ts.copy_(torch.tensor([max([t for t in h if t >= tb], default=tb - 1) for h in hist]))
+        sess.ts_on.copy_(torch.from_numpy(ts_on))
+        want = tensor_rules(sess, torch.from_numpy(logits))
+        got, logprobs = host_rules(sess, torch.from_numpy(logits))
+        assert torch.equal(got, want), (trial, k)
+        if logprobs is None:
+            forced += 1
+        else:
+            handed_back += 1
+            assert torch.equal(logprobs, torch.log_softmax(want, dim=-1))
+        for b in range(8):
+            ref = reference_filter(logits[b], hist[b], tb=tb, eot=tok.eot, no_ts=tok.no_timestamps,
+                                   max_initial=tiny_en.config.max_initial_timestamp_index,
+                                   suppress=(suppress == -np.inf).nonzero().flatten().numpy(),
+                                   begin=(begin == -np.inf).nonzero().flatten().numpy(), ts_on=bool(ts_on[b]))
+            assert np.array_equal(got[b].numpy(), ref), (trial, b, hist[b])
+    assert forced and (handed_back or k == 0)  # both branches ran (at the first step text is banned: forced)
 
 
 def test_suppress_list_matches_openai_non_speech(tiny_en, base):

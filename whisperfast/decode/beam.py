@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from .options import DecodingOptions
 from .rows import Row, RowOutput, pack
-from .step import META, Session, next_logits, prompt_logits, rules
+from .step import META, Session, next_logits, prompt_logits, rules_logprobs
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -79,7 +79,9 @@ def beam_step(decoder, sess: Session, beams: Beams) -> None:
 def update(sess: Session, beams: Beams, logits: Tensor) -> None:
     """One step of openai's BeamSearchDecoder.update for every window, on the device."""
     K, W = beams.K, beams.W
-    logprobs = torch.log_softmax(rules(sess, logits), dim=-1)                   # [B, V]
+    logits, logprobs = rules_logprobs(sess, logits)
+    if logprobs is None:
+        logprobs = torch.log_softmax(logits, dim=-1)                            # [B, V]
     top, ids = logprobs.topk(K + 1, dim=-1)                                     # [B, K+1]
     scores = (sess.sum_logprob[:, None] + top).view(W, -1)                      # [W, C], C = K(K+1)
     scores, order = scores.sort(dim=1, descending=True, stable=True)

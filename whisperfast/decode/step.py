@@ -32,7 +32,7 @@ from ..cache import StaticKVCache
 from ..model.decoder import Decoder
 from ..model.whisper import Whisper
 from ..tokenizer import Tokenizer
-from .filters import timestamp_rules
+from .filters import timestamp_rules, timestamp_rules_eager
 
 PROMPT_CAPACITY = 256  # slots for the (left-padded) prompt: <|startofprev|> + 223 tokens + sot sequence
 M32 = 0xFFFFFFFF
@@ -86,8 +86,9 @@ def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
 
     `sample` (a constant per compiled function, not a tensor): False when every row is greedy, which
     skips drawing the noise."""
-    logits = rules(sess, logits)
-    logprobs = torch.log_softmax(logits, dim=-1)
+    logits, logprobs = rules_logprobs(sess, logits)
+    if logprobs is None:
+        logprobs = torch.log_softmax(logits, dim=-1)
     tok = draw(logits, sess.temperature, sess.seed, sess.step, sess.vocab_key) if sample else logits.argmax(dim=-1)
     tok = torch.where(sess.done, sess.eot, tok)                                  # [B]
     lp = logprobs.gather(1, tok[:, None])[:, 0]
@@ -101,11 +102,33 @@ def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
     sess.step.add_(1)
 
 
-def rules(sess: Session, logits: Tensor) -> Tensor:  # [B, V] float32 -> [B, V] with -inf where banned
-    """openai-whisper's logit filters in its order: suppress blank (first step), suppress tokens, timestamps."""
+def rules_logprobs(sess: Session, logits: Tensor) -> tuple[Tensor, Tensor | None]:
+    """openai-whisper's logit filters in its order (suppress blank at the first step, suppress tokens,
+    timestamps) on `logits` [B, V] float32 -> (logits with -inf where banned, their log-softmax when it was
+    computed on the way, else None). Eager CPU code runs `host_rules` (the state read on the host, id ranges banned as slices), everything else (compiled code,
+    CUDA) `tensor_rules`, which never syncs. Both give the same logits bit for bit (tests/test_filters.py)."""
+    if logits.device.type == "cpu" and not torch.compiler.is_compiling():
+        return host_rules(sess, logits)
+    return tensor_rules(sess, logits), None
+
+
+def tensor_rules(sess: Session, logits: Tensor) -> Tensor:
     logits = logits + sess.suppress + torch.where(sess.step == 0, sess.begin, 0.0)
     return timestamp_rules(logits, sess.step, sess.hist[:, 1], sess.hist[:, 0], sess.max_ts, sess.ts_on, sess.vocab,
                            eot=sess.eot, no_ts=sess.no_ts, ts_begin=sess.ts_begin, max_initial=sess.max_initial)
+
+
+def host_rules(sess: Session, logits: Tensor) -> tuple[Tensor, Tensor | None]:
+    """`tensor_rules` with a dozen fewer passes over [B, V] (CPU tensors: reading them costs no sync); -> also
+    the log-softmax of the result when no row was forced to a timestamp (select and the beam update reuse it)."""
+    step = int(sess.step)
+    logits = logits + sess.suppress                                            # a fresh tensor: filled in place
+    if step == 0:
+        logits += sess.begin
+    hist = sess.hist.tolist()
+    return timestamp_rules_eager(logits, step, [h[1] for h in hist], [h[0] for h in hist], sess.max_ts.tolist(),
+                                 sess.ts_on.tolist(), eot=sess.eot, no_ts=sess.no_ts, ts_begin=sess.ts_begin,
+                                 max_initial=sess.max_initial)
 
 
 def mulmod32(x: Tensor, c: int) -> Tensor:
