@@ -189,10 +189,11 @@ class Encoded:
     @torch.no_grad()
     def decode(self, options: DecodingOptions, *, temperatures: Sequence[float] | None = None,
                prompts: Sequence | None = None, languages: Sequence[str | None] | None = None,
-               needs_fallback: Callable[[DecodingResult], bool] | None = None) -> list[DecodingResult]:
+               needs_fallback: Callable[[DecodingResult], bool] | None = None,
+               hold_eot: Sequence[float | None] | None = None) -> list[DecodingResult]:
         """Every window decoded, with temperature fallback (see `window.decode`)."""
         return window.decode(self, options, temperatures=temperatures, prompts=prompts, languages=languages,
-                             needs_fallback=needs_fallback)
+                             needs_fallback=needs_fallback, hold_eot=hold_eot)
 
     @torch.no_grad()
     def align(self, seqs: list[list[int] | None]) -> tuple[list, list]:
