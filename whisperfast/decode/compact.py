@@ -15,7 +15,8 @@ import torch
 from ..cache import KINDS
 from .step import Session
 
-ROW_STATE = ("out", "hist", "max_ts", "eot_ts", "cap", "done", "ts_on", "sum_logprob", "no_speech", "temperature", "seed")
+ROW_STATE = ("out", "hist", "max_ts", "eot_ts", "cap", "done", "ts_on", "sum_logprob", "no_speech", "temperature",
+             "seed")
 SHARED = ("step", "pos", "suppress", "begin")
 
 

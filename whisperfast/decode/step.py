@@ -107,8 +107,9 @@ def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
 def rules_logprobs(sess: Session, logits: Tensor) -> tuple[Tensor, Tensor | None]:
     """openai-whisper's logit filters in its order (suppress blank at the first step, suppress tokens,
     timestamps) on `logits` [B, V] float32 -> (logits with -inf where banned, their log-softmax when it was
-    computed on the way, else None). Eager CPU code runs `host_rules` (the state read on the host, id ranges banned as slices), everything else (compiled code,
-    CUDA) `tensor_rules`, which never syncs. Both give the same logits bit for bit (tests/test_filters.py)."""
+    computed on the way, else None). Eager CPU code runs `host_rules` (the state read on the host, id ranges
+    banned as slices), everything else (compiled code, CUDA) `tensor_rules`, which never syncs. Both give the
+    same logits bit for bit (tests/test_filters.py)."""
     if logits.device.type == "cpu" and not torch.compiler.is_compiling():
         return host_rules(sess, logits)
     return tensor_rules(sess, logits), None
@@ -171,8 +172,8 @@ def draw(logits: Tensor, t: Tensor, seed: Tensor, step: Tensor, vocab_key: Tenso
 def prefill(decoder: Decoder, sess: Session, packed: Tensor, sample: bool = True) -> None:
     """A window's first pass from one packed [B, P + META] long tensor (one host -> device copy per window):
     each row's left-padded prompt, then its offset, sot slot, token cap, noise seed, flags, temperature
-    (float32 bits) and EOT hold (a timestamp id). Resets the state, writes the prompts into the cache, stores the no-speech probability
-    and selects the first token."""
+    (float32 bits) and EOT hold (a timestamp id). Resets the state, writes the prompts into the cache, stores
+    the no-speech probability and selects the first token."""
     select(sess, prompt_logits(decoder, sess, packed), sample)
 
 
