@@ -21,6 +21,7 @@ bench/gpu_throughput.py's breakdown).
 
 from __future__ import annotations
 
+import copy
 import types
 from collections.abc import Callable
 
@@ -39,6 +40,8 @@ M32 = 0xFFFFFFFF
 META = 7  # columns after the prompt in a packed prefill row: offset, sot slot, cap, seed, flags, temperature,
           # and the timestamp id before which EOT is banned (0: never)
 ACTIVE, TIMESTAMPS = 1, 2  # flag bits
+ROW_STATE = ("out", "hist", "max_ts", "eot_ts", "cap", "done", "ts_on", "sum_logprob", "no_speech", "temperature",
+             "seed")  # the per-row buffers of a Session (compaction moves them; `Session.head` views them)
 
 
 class Session(nn.Module):
@@ -81,6 +84,17 @@ class Session(nn.Module):
     @property
     def batch(self) -> int:
         return self.out.shape[0]
+
+    def head(self, k: int) -> Session:
+        """Rows :k of this session as a session of k rows over the same storage (eager code only: compiled
+        code keeps its bucket's shapes). A batch of k windows in a bigger bucket then never steps the idle
+        rows: on CPU each would cost its cross k/v read, 4.6 MB per layer for tiny."""
+        if k >= self.batch or self.group != 1:
+            return self
+        view = copy.copy(self)
+        view._buffers = {n: b[:k] if n in ROW_STATE else b for n, b in self._buffers.items()}
+        view._modules = {**self._modules, "cache": self.cache.head(k)}
+        return view
 
 
 def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
