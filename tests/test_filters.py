@@ -73,6 +73,7 @@ def test_rules_match_openai(tiny_en, k):
         sess.max_ts.copy_(torch.tensor([max([t for t in h if t >= tb], default=tb - 1) for h in hist]))
         sess.ts_on.copy_(torch.from_numpy(ts_on))
         sess.done.zero_(), sess.sum_logprob.zero_(), sess.temperature.zero_(), sess.cap.fill_(224)
+        sess.eot_ts.zero_()  # the engine's cached session may hold an earlier decode's EOT holds
         select(sess, torch.from_numpy(logits.copy()), sample=False)
         for b in range(8):
             ref = reference_filter(logits[b], hist[b], tb=tb, eot=tok.eot, no_ts=tok.no_timestamps,
@@ -142,7 +143,7 @@ def test_done_rows_emit_eot_and_keep_their_score(tiny_en):
     eng = tiny_en.engine
     sess = eng.session(2, eng.sample_len)
     sess.step.fill_(3), sess.done.copy_(torch.tensor([True, False])), sess.sum_logprob.fill_(-1.5)
-    sess.ts_on.zero_(), sess.temperature.zero_(), sess.cap.fill_(224)
+    sess.ts_on.zero_(), sess.temperature.zero_(), sess.cap.fill_(224), sess.eot_ts.zero_()
     select(sess, torch.randn(2, tiny_en.config.n_vocab, generator=torch.Generator().manual_seed(0)), sample=False)
     assert int(sess.out[0, 3]) == tiny_en.tokenizer.eot and sess.sum_logprob[0].item() == -1.5
     assert sess.sum_logprob[1].item() < -1.5
