@@ -71,3 +71,18 @@ def test_options_sample_len_gets_a_session_of_its_length(tiny_en, mel):
     full = enc.decode(DecodingOptions())
     short = enc.decode(DecodingOptions(sample_len=5))
     assert [r.tokens for r in short] == [r.tokens[:5] for r in full]
+
+
+def test_hold_eot_keeps_a_window_open_until_its_time(tiny_en, mel):
+    """`hold_eot` (Row.hold_eot, what strategy="vad" gives each chunk: its length - 1 s): the row may not end
+    before it has sampled a timestamp at or after the hold; rows without a hold decode as before."""
+    enc = tiny_en.engine.encode(mel)
+    free = enc.decode(DecodingOptions())
+    held = enc.decode(DecodingOptions(), hold_eot=[None, 20.0, None])
+    tb = tiny_en.tokenizer.timestamp_begin
+    assert [held[i].tokens for i in (0, 2)] == [free[i].tokens for i in (0, 2)]
+    last = max(t for t in free[1].tokens if t >= tb)
+    assert (last - tb) * 0.02 < 5.0  # LDC93S1: 3 s of speech, the free row ends early
+    stamps = [t for t in held[1].tokens if t >= tb]
+    assert (max(stamps) - tb) * 0.02 >= 20.0 or len(held[1].tokens) >= tiny_en.engine.sample_len
+    assert held[1].tokens[: len(free[1].tokens) - 1] == free[1].tokens[:-1]  # the same words up to where it ended

@@ -10,12 +10,15 @@ import torch
 from whisperfast.decode.step import host_rules, select, tensor_rules
 
 
-def reference_filter(logits, sampled, *, tb, eot, no_ts, max_initial, suppress, begin, ts_on):
-    """openai-whisper decoding.py, one row, written with Python branches as there."""
+def reference_filter(logits, sampled, *, tb, eot, no_ts, max_initial, suppress, begin, ts_on, hold=0):
+    """openai-whisper decoding.py, one row, written with Python branches as there; `hold` (a timestamp id, ours:
+    Row.hold_eot): EOT banned until a timestamp >= hold was sampled."""
     x = logits.copy()
     if len(sampled) == 0:
         x[begin] = -np.inf
     x[suppress] = -np.inf
+    if max([t for t in sampled if t >= tb], default=tb - 1) < hold:
+        x[eot] = -np.inf
     if not ts_on:
         return x
     x[no_ts] = -np.inf
@@ -70,6 +73,7 @@ def test_rules_match_openai(tiny_en, k):
         sess.max_ts.copy_(torch.tensor([max([t for t in h if t >= tb], default=tb - 1) for h in hist]))
         sess.ts_on.copy_(torch.from_numpy(ts_on))
         sess.done.zero_(), sess.sum_logprob.zero_(), sess.temperature.zero_(), sess.cap.fill_(224)
+        sess.eot_ts.zero_()  # the engine's cached session may hold an earlier decode's EOT holds
         select(sess, torch.from_numpy(logits.copy()), sample=False)
         for b in range(8):
             ref = reference_filter(logits[b], hist[b], tb=tb, eot=tok.eot, no_ts=tok.no_timestamps,
@@ -86,7 +90,8 @@ def test_rules_match_openai(tiny_en, k):
 def test_host_rules_equal_tensor_rules_bit_for_bit(tiny_en, k):
     """Eager CPU steps ban id ranges as slices from the state read on the host (`host_rules`); compiled code runs
     the tensor form (`tensor_rules`). Same logits, -inf included, and the log-softmax handed back (when no row
-    was forced to a timestamp) equals the one select would compute; both also equal openai's filters."""
+    was forced to a timestamp) equals the one select would compute; both also equal openai's filters (with
+    rows holding EOT until a timestamp, Row.hold_eot)."""
     eng, tok = tiny_en.engine, tiny_en.tokenizer
     sess = eng.session(8, eng.sample_len)
     suppress, begin = eng.masks("-1", True)
@@ -94,7 +99,7 @@ def test_host_rules_equal_tensor_rules_bit_for_bit(tiny_en, k):
     sess.begin.copy_(begin)
     tb, V = tok.timestamp_begin, tiny_en.config.n_vocab
     rng = np.random.default_rng(100 + k)
-    handed_back = forced = 0
+    handed_back = forced = held = 0
     for trial in range(8):
         hist = [random_history(rng, k, tb, tok.eot) for _ in range(8)]
         ts_on = rng.random(8) < 0.8
@@ -104,6 +109,8 @@ def test_host_rules_equal_tensor_rules_bit_for_bit(tiny_en, k):
         sess.hist.copy_(torch.tensor([[h[-2] if k >= 2 else 0, h[-1] if k >= 1 else 0] for h in hist]))
         sess.max_ts.copy_(torch.tensor([max([t for t in h if t >= tb], default=tb - 1) for h in hist]))
         sess.ts_on.copy_(torch.from_numpy(ts_on))
+        holds = [int(tb + rng.integers(0, 60)) if rng.random() < 0.5 else 0 for _ in range(8)]
+        sess.eot_ts.copy_(torch.tensor(holds))
         want = tensor_rules(sess, torch.from_numpy(logits))
         got, logprobs = host_rules(sess, torch.from_numpy(logits))
         assert torch.equal(got, want), (trial, k)
@@ -116,9 +123,11 @@ def test_host_rules_equal_tensor_rules_bit_for_bit(tiny_en, k):
             ref = reference_filter(logits[b], hist[b], tb=tb, eot=tok.eot, no_ts=tok.no_timestamps,
                                    max_initial=tiny_en.config.max_initial_timestamp_index,
                                    suppress=(suppress == -np.inf).nonzero().flatten().numpy(),
-                                   begin=(begin == -np.inf).nonzero().flatten().numpy(), ts_on=bool(ts_on[b]))
+                                   begin=(begin == -np.inf).nonzero().flatten().numpy(), ts_on=bool(ts_on[b]),
+                                   hold=holds[b])
             assert np.array_equal(got[b].numpy(), ref), (trial, b, hist[b])
-    assert forced and (handed_back or k == 0)  # both branches ran (at the first step text is banned: forced)
+            held += max([t for t in hist[b] if t >= tb], default=tb - 1) < holds[b]
+    assert held and forced and (handed_back or k == 0)  # both branches ran (at the first step text is banned: forced)
 
 
 def test_suppress_list_matches_openai_non_speech(tiny_en, base):
@@ -134,7 +143,7 @@ def test_done_rows_emit_eot_and_keep_their_score(tiny_en):
     eng = tiny_en.engine
     sess = eng.session(2, eng.sample_len)
     sess.step.fill_(3), sess.done.copy_(torch.tensor([True, False])), sess.sum_logprob.fill_(-1.5)
-    sess.ts_on.zero_(), sess.temperature.zero_(), sess.cap.fill_(224)
+    sess.ts_on.zero_(), sess.temperature.zero_(), sess.cap.fill_(224), sess.eot_ts.zero_()
     select(sess, torch.randn(2, tiny_en.config.n_vocab, generator=torch.Generator().manual_seed(0)), sample=False)
     assert int(sess.out[0, 3]) == tiny_en.tokenizer.eot and sess.sum_logprob[0].item() == -1.5
     assert sess.sum_logprob[1].item() < -1.5

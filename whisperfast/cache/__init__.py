@@ -12,6 +12,8 @@ offset                [B] long                left padding of each row's prompt 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -34,6 +36,12 @@ class StaticKVCache(nn.Module):
         self.n_layer = n_layer
         for t in self.buffers():  # fixed addresses: CUDA graphs may replay in-place writes to them
             torch._dynamo.mark_static_address(t)
+
+    def head(self, k: int) -> StaticKVCache:
+        """Rows :k (a cache without groups) over the same storage."""
+        view = copy.copy(self)
+        view._buffers = {n: b if n == "slots" else b[:k] for n, b in self._buffers.items()}
+        return view
 
     def layer(self, kind: str, i: int) -> Tensor:  # -> [B, H, n, D]
         return getattr(self, f"{kind}_{i}")

@@ -13,9 +13,8 @@ from __future__ import annotations
 import torch
 
 from ..cache import KINDS
-from .step import Session
+from .step import ROW_STATE, Session
 
-ROW_STATE = ("out", "hist", "max_ts", "cap", "done", "ts_on", "sum_logprob", "no_speech", "temperature", "seed")
 SHARED = ("step", "pos", "suppress", "begin")
 
 

@@ -43,7 +43,8 @@ class Engine:
         # the batch whose cross k/v each session holds, while someone holds that batch (compaction writes only
         # into sessions that no live batch holds)
         self.holders: weakref.WeakValueDictionary[Session, Encoded] = weakref.WeakValueDictionary()
-        self.compact = True  # move a loop's running rows into a smaller bucket as rows finish (decode/compact.py)
+        self.compact = True  # move a loop's running rows into a smaller bucket as rows finish (decode/compact.py);
+        # eager code also never steps a bucket's rows past the batch's (Session.head)
         self.steps: Counter[int] = Counter()  # decode steps run per batch size (host count: what compaction saves)
         self._masks: dict[tuple, tuple[Tensor, Tensor]] = {}
         self._compiled: dict[tuple, Callable] = {}
@@ -98,6 +99,8 @@ class Engine:
         Reads o.suppress_tokens, o.suppress_blank and o.repetition_guard (stop a row whose last N tokens
         loop one n-gram, checked every CHECK_EVERY steps); each row carries its own temperature."""
         sample = any(r is not None and r.temperature > 0 for r in rows)
+        if self.compact and not self.compile:
+            sess = sess.head(len(rows))  # eager: the bucket's rows past the batch's never run
         n_steps = self.prefill(sess, rows, o, sample)
         every = CHECK_EVERY if self.device.type == "cuda" else 1  # reading a CPU tensor costs no sync
         cur, held = sess, list(range(sess.batch))  # rows :len(held) of `cur` are rows `held` of `sess`
@@ -189,10 +192,11 @@ class Encoded:
     @torch.no_grad()
     def decode(self, options: DecodingOptions, *, temperatures: Sequence[float] | None = None,
                prompts: Sequence | None = None, languages: Sequence[str | None] | None = None,
-               needs_fallback: Callable[[DecodingResult], bool] | None = None) -> list[DecodingResult]:
+               needs_fallback: Callable[[DecodingResult], bool] | None = None,
+               hold_eot: Sequence[float | None] | None = None) -> list[DecodingResult]:
         """Every window decoded, with temperature fallback (see `window.decode`)."""
         return window.decode(self, options, temperatures=temperatures, prompts=prompts, languages=languages,
-                             needs_fallback=needs_fallback)
+                             needs_fallback=needs_fallback, hold_eot=hold_eot)
 
     @torch.no_grad()
     def align(self, seqs: list[list[int] | None]) -> tuple[list, list]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..audio import TOKENS_PER_SECOND
+
 from .step import ACTIVE, META, PROMPT_CAPACITY, TIMESTAMPS, Session
 
 
@@ -23,6 +25,7 @@ class Row:
     timestamps: bool = True
     seed: int = 0             # base seed of the sampling noise (the row's own seed also hashes its prompt)
     sample: int = 0           # which of a window's best_of samples (copies of one window draw apart)
+    hold_eot: float | None = None  # seconds (<= 30): EOT is banned until a timestamp at or after it was sampled
 
     def noise_seed(self) -> int:
         """32 bits from (seed, temperature, prompt, sample): what the row decodes, not where it sits."""
@@ -61,8 +64,11 @@ def pack(sess: Session, rows: list[Row | None], n_text_ctx: int) -> tuple[Tensor
     tokens, offset = left_pad([r.prompt for r in rows], sess.eot)
     caps = [min(sess.sample_len, n_text_ctx + 1 - len(r.prompt)) if f & ACTIVE else 1 for r, f in zip(rows, flags)]
     temps = torch.tensor([r.temperature for r in rows], dtype=torch.float32).view(torch.int32)
+    holds = [sess.ts_begin + round(r.hold_eot * TOKENS_PER_SECOND) if r.hold_eot and f & TIMESTAMPS else 0
+             for r, f in zip(rows, flags)]
     meta = torch.stack([offset, offset + torch.tensor([r.sot_index for r in rows]), torch.tensor(caps),
-                        torch.tensor([r.noise_seed() for r in rows]), torch.tensor(flags), temps.long()], dim=1)
+                        torch.tensor([r.noise_seed() for r in rows]), torch.tensor(flags), temps.long(),
+                        torch.tensor(holds)], dim=1)
     assert meta.shape[1] == META
     return torch.cat([tokens, meta], dim=1), max(caps)
 

@@ -21,6 +21,7 @@ bench/gpu_throughput.py's breakdown).
 
 from __future__ import annotations
 
+import copy
 import types
 from collections.abc import Callable
 
@@ -32,12 +33,15 @@ from ..cache import StaticKVCache
 from ..model.decoder import Decoder
 from ..model.whisper import Whisper
 from ..tokenizer import Tokenizer
-from .filters import timestamp_rules, timestamp_rules_eager
+from .filters import NEG_INF, timestamp_rules, timestamp_rules_eager
 
 PROMPT_CAPACITY = 256  # slots for the (left-padded) prompt: <|startofprev|> + 223 tokens + sot sequence
 M32 = 0xFFFFFFFF
-META = 6  # columns after the prompt in a packed prefill row: offset, sot slot, cap, seed, flags, temperature
+META = 7  # columns after the prompt in a packed prefill row: offset, sot slot, cap, seed, flags, temperature,
+          # and the timestamp id before which EOT is banned (0: never)
 ACTIVE, TIMESTAMPS = 1, 2  # flag bits
+ROW_STATE = ("out", "hist", "max_ts", "eot_ts", "cap", "done", "ts_on", "sum_logprob", "no_speech", "temperature",
+             "seed")  # the per-row buffers of a Session (compaction moves them; `Session.head` views them)
 
 
 class Session(nn.Module):
@@ -61,6 +65,7 @@ class Session(nn.Module):
         buf("hist", batch, 2)                         # [B, 2] the last two sampled ids (prev, last)
         for name in ("max_ts", "cap"):
             buf(name, batch)                          # [B]
+        buf("eot_ts", batch)                          # [B] EOT is banned while max_ts < eot_ts (Row.hold_eot)
         buf("done", batch, dtype=torch.bool)
         buf("ts_on", batch, dtype=torch.bool)
         buf("sum_logprob", batch, dtype=torch.float32)
@@ -79,6 +84,17 @@ class Session(nn.Module):
     @property
     def batch(self) -> int:
         return self.out.shape[0]
+
+    def head(self, k: int) -> Session:
+        """Rows :k of this session as a session of k rows over the same storage (eager code only: compiled
+        code keeps its bucket's shapes). A batch of k windows in a bigger bucket then never steps the idle
+        rows: on CPU each would cost its cross k/v read, 4.6 MB per layer for tiny."""
+        if k >= self.batch or self.group != 1:
+            return self
+        view = copy.copy(self)
+        view._buffers = {n: b[:k] if n in ROW_STATE else b for n, b in self._buffers.items()}
+        view._modules = {**self._modules, "cache": self.cache.head(k)}
+        return view
 
 
 def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
@@ -105,8 +121,9 @@ def select(sess: Session, logits: Tensor, sample: bool = True) -> None:
 def rules_logprobs(sess: Session, logits: Tensor) -> tuple[Tensor, Tensor | None]:
     """openai-whisper's logit filters in its order (suppress blank at the first step, suppress tokens,
     timestamps) on `logits` [B, V] float32 -> (logits with -inf where banned, their log-softmax when it was
-    computed on the way, else None). Eager CPU code runs `host_rules` (the state read on the host, id ranges banned as slices), everything else (compiled code,
-    CUDA) `tensor_rules`, which never syncs. Both give the same logits bit for bit (tests/test_filters.py)."""
+    computed on the way, else None). Eager CPU code runs `host_rules` (the state read on the host, id ranges
+    banned as slices), everything else (compiled code, CUDA) `tensor_rules`, which never syncs. Both give the
+    same logits bit for bit (tests/test_filters.py)."""
     if logits.device.type == "cpu" and not torch.compiler.is_compiling():
         return host_rules(sess, logits)
     return tensor_rules(sess, logits), None
@@ -114,6 +131,7 @@ def rules_logprobs(sess: Session, logits: Tensor) -> tuple[Tensor, Tensor | None
 
 def tensor_rules(sess: Session, logits: Tensor) -> Tensor:
     logits = logits + sess.suppress + torch.where(sess.step == 0, sess.begin, 0.0)
+    logits[:, sess.eot] = torch.where(sess.max_ts < sess.eot_ts, NEG_INF, logits[:, sess.eot])  # Row.hold_eot
     return timestamp_rules(logits, sess.step, sess.hist[:, 1], sess.hist[:, 0], sess.max_ts, sess.ts_on, sess.vocab,
                            eot=sess.eot, no_ts=sess.no_ts, ts_begin=sess.ts_begin, max_initial=sess.max_initial)
 
@@ -125,8 +143,11 @@ def host_rules(sess: Session, logits: Tensor) -> tuple[Tensor, Tensor | None]:
     logits = logits + sess.suppress                                            # a fresh tensor: filled in place
     if step == 0:
         logits += sess.begin
-    hist = sess.hist.tolist()
-    return timestamp_rules_eager(logits, step, [h[1] for h in hist], [h[0] for h in hist], sess.max_ts.tolist(),
+    hist, max_ts = sess.hist.tolist(), sess.max_ts.tolist()
+    for r, (m, hold) in enumerate(zip(max_ts, sess.eot_ts.tolist())):
+        if m < hold:                                                          # Row.hold_eot
+            logits[r, sess.eot] = NEG_INF
+    return timestamp_rules_eager(logits, step, [h[1] for h in hist], [h[0] for h in hist], max_ts,
                                  sess.ts_on.tolist(), eot=sess.eot, no_ts=sess.no_ts, ts_begin=sess.ts_begin,
                                  max_initial=sess.max_initial)
 
@@ -164,22 +185,23 @@ def draw(logits: Tensor, t: Tensor, seed: Tensor, step: Tensor, vocab_key: Tenso
 
 def prefill(decoder: Decoder, sess: Session, packed: Tensor, sample: bool = True) -> None:
     """A window's first pass from one packed [B, P + META] long tensor (one host -> device copy per window):
-    each row's left-padded prompt, then its offset, sot slot, token cap, noise seed, flags and temperature
-    (float32 bits). Resets the state, writes the prompts into the cache, stores the no-speech probability
-    and selects the first token."""
+    each row's left-padded prompt, then its offset, sot slot, token cap, noise seed, flags, temperature
+    (float32 bits) and EOT hold (a timestamp id). Resets the state, writes the prompts into the cache, stores
+    the no-speech probability and selects the first token."""
     select(sess, prompt_logits(decoder, sess, packed), sample)
 
 
 def prompt_logits(decoder: Decoder, sess: Session, packed: Tensor) -> Tensor:  # -> [B, V] float32
     """`prefill` up to the logits of each row's last prompt token (the state reset, no-speech stored)."""
     P = packed.shape[1] - META
-    tokens, (offset, sot, cap, seed, flags, tbits) = packed[:, :P], packed[:, P:].unbind(1)  # [B, P], 6 x [B]
+    tokens, (offset, sot, cap, seed, flags, tbits, eot_ts) = packed[:, :P], packed[:, P:].unbind(1)  # [B, P], 7 x [B]
     sess.cache.offset.copy_(offset)
     sess.cap.copy_(cap)
     sess.seed.copy_(seed)
     sess.done.copy_((flags & ACTIVE) == 0)
     sess.ts_on.copy_((flags & TIMESTAMPS) != 0)
     sess.temperature.copy_(tbits.to(torch.int32).view(torch.float32))
+    sess.eot_ts.copy_(eot_ts)
     sess.out.fill_(sess.eot)
     sess.hist.zero_()
     sess.step.zero_()

@@ -71,15 +71,18 @@ def decode_pass(enc: Encoded, o: DecodingOptions, rows: list[Row | None]) -> lis
 
 def decode(enc: Encoded, options: DecodingOptions, *, temperatures: Sequence[float] | None = None,
            prompts: Sequence | None = None, languages: Sequence[str | None] | None = None,
-           needs_fallback: Callable[[DecodingResult], bool] | None = None) -> list[DecodingResult]:
+           needs_fallback: Callable[[DecodingResult], bool] | None = None,
+           hold_eot: Sequence[float | None] | None = None) -> list[DecodingResult]:
     """Decode each encoded window; a window is re-decoded at the next temperature while
     `needs_fallback(result)`; the last result is kept if every temperature fails. With a schedule, each
     temperature takes `options.at_temperature(t)` (beams at T = 0, best_of at T > 0); without one, `options`
     as given (openai's decode(): beam_size searches at any temperature). `prompts`: previous text per window
-    (a str or token ids); `languages`: per window (None: `options.language`, else detected)."""
+    (a str or token ids); `languages`: per window (None: `options.language`, else detected); `hold_eot`: per
+    window, seconds before which the window may not end (`Row.hold_eot`; None: no hold)."""
     engine, n = enc.engine, enc.n
     temps = tuple(temperatures) if temperatures is not None else (options.temperature,)
     prompts = list(prompts) if prompts is not None else [None] * n
+    holds = list(hold_eot) if hold_eot is not None else [None] * n
     langs, lang_probs = resolve_languages(enc, list(languages) if languages is not None else [options.language] * n)
     heads = [prompt_tokens(engine, p) for p in prompts]
     sots = [engine.tok.sot_sequence(lang, options.task, not options.without_timestamps) for lang in langs]
@@ -87,8 +90,8 @@ def decode(enc: Encoded, options: DecodingOptions, *, temperatures: Sequence[flo
     pending = list(range(n))
     for t in temps:
         o = options.at_temperature(t) if temperatures is not None else options  # decode(): as given (openai)
-        rows = [Row(tuple(heads[i] + sots[i]), len(heads[i]), t, not o.without_timestamps, o.seed)
-                if i in pending else None for i in range(n)]
+        rows = [Row(tuple(heads[i] + sots[i]), len(heads[i]), t, not o.without_timestamps, o.seed,
+                    hold_eot=holds[i]) if i in pending else None for i in range(n)]
         outs = decode_pass(enc, o, rows)
         for i in pending:
             results[i] = make_result(engine, outs[i], t, langs[i])
