@@ -86,3 +86,14 @@ def test_hold_eot_keeps_a_window_open_until_its_time(tiny_en, mel):
     stamps = [t for t in held[1].tokens if t >= tb]
     assert (max(stamps) - tb) * 0.02 >= 20.0 or len(held[1].tokens) >= tiny_en.engine.sample_len
     assert held[1].tokens[: len(free[1].tokens) - 1] == free[1].tokens[:-1]  # the same words up to where it ended
+
+
+def test_hold_eot_applies_to_the_first_temperature_only(tiny_en, mel):
+    """A held window that falls back is decoded at the next temperature free to stop (here LDC93S1, 3 s of
+    speech held to 20 s at T = 0, then sampled at T = 0.2: it ends within its speech again)."""
+    enc = tiny_en.engine.encode(mel)
+    tb = tiny_en.tokenizer.timestamp_begin
+    got = enc.decode(DecodingOptions(), temperatures=(0.0, 0.2), hold_eot=[None, 20.0, None],
+                     needs_fallback=lambda r: r.temperature == 0.0)
+    assert [r.temperature for r in got] == [0.2, 0.2, 0.2]
+    assert (max(t for t in got[1].tokens if t >= tb) - tb) * 0.02 < 5.0

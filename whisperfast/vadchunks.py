@@ -14,7 +14,8 @@ A file without speech is never decoded: no segments, empty text.
 A chunk is speech from end to end, yet whisper often closes a timestamp pair and stops several seconds before
 the end of a full window (as in sequential decoding, where the next window starts there). Each chunk's row
 therefore holds EOT (`Row.hold_eot`) until it has sampled a timestamp within MIN_RESUME of the chunk's end:
-the text runs on to the end in the same pass instead of a second window for the rest. On the 152 s English
+the text runs on to the end in the same pass instead of a second window for the rest. The hold is on the first
+temperature only: a held pass that fails the fallback test is decoded again free to stop. On the 152 s English
 bench file (bench/longform.py --english, tiny.en) this removed 3 of 8 windows (4.7 s -> 3.6 s) at the same
 WER (10.19 %). What a window still leaves (the token cap) is decoded again as a rest.
 """

@@ -78,7 +78,9 @@ def decode(enc: Encoded, options: DecodingOptions, *, temperatures: Sequence[flo
     temperature takes `options.at_temperature(t)` (beams at T = 0, best_of at T > 0); without one, `options`
     as given (openai's decode(): beam_size searches at any temperature). `prompts`: previous text per window
     (a str or token ids); `languages`: per window (None: `options.language`, else detected); `hold_eot`: per
-    window, seconds before which the window may not end (`Row.hold_eot`; None: no hold)."""
+    window, seconds before which the window may not end (`Row.hold_eot`; None: no hold), at the schedule's first
+    temperature only: a window whose held pass fails the fallback test (text forced on past what it could
+    hear loops or scores low) is decoded again at the next temperature as whisper would, free to stop."""
     engine, n = enc.engine, enc.n
     temps = tuple(temperatures) if temperatures is not None else (options.temperature,)
     prompts = list(prompts) if prompts is not None else [None] * n
@@ -91,7 +93,7 @@ def decode(enc: Encoded, options: DecodingOptions, *, temperatures: Sequence[flo
     for t in temps:
         o = options.at_temperature(t) if temperatures is not None else options  # decode(): as given (openai)
         rows = [Row(tuple(heads[i] + sots[i]), len(heads[i]), t, not o.without_timestamps, o.seed,
-                    hold_eot=holds[i]) if i in pending else None for i in range(n)]
+                    hold_eot=holds[i] if t == temps[0] else None) if i in pending else None for i in range(n)]
         outs = decode_pass(enc, o, rows)
         for i in pending:
             results[i] = make_result(engine, outs[i], t, langs[i])
