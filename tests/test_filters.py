@@ -54,36 +54,55 @@ def random_history(rng, k, tb, eot, n_ts=1501):
     return out
 
 
-@pytest.mark.parametrize("k", [0, 1, 2, 3, 5, 9])
-def test_rules_match_openai(tiny_en, k):
-    eng, tok = tiny_en.engine, tiny_en.tokenizer
+def masked_session(m):
+    """The engine's cached 8-row session with the default suppress masks; -> (session, suppress, begin)."""
+    eng = m.engine
     sess = eng.session(8, eng.sample_len)
     suppress, begin = eng.masks("-1", True)
     sess.suppress.copy_(suppress)
     sess.begin.copy_(begin)
-    tb, V = tok.timestamp_begin, tiny_en.config.n_vocab
+    return sess, suppress, begin
+
+
+def random_rows(m, sess, rng, k, ts_shift=0.0):
+    """Random histories of k ids, timestamp flags and logits [8, V] written into the session's rule state (no
+    EOT holds: the cached session may keep an earlier decode's); -> (hist, ts_on, logits)."""
+    tok, V = m.tokenizer, m.config.n_vocab
+    tb = tok.timestamp_begin
+    hist = [random_history(rng, k, tb, tok.eot) for _ in range(8)]
+    ts_on = rng.random(8) < 0.8
+    logits = rng.normal(0, 3, size=(8, V)).astype(np.float32)
+    logits[:, tb:] += rng.normal(0, 3, size=(8, 1)).astype(np.float32) + ts_shift  # timestamps competitive
+    sess.step.fill_(k)
+    sess.hist.copy_(torch.tensor([[h[-2] if k >= 2 else 0, h[-1] if k >= 1 else 0] for h in hist]))
+    sess.max_ts.copy_(torch.tensor([max([t for t in h if t >= tb], default=tb - 1) for h in hist]))
+    sess.ts_on.copy_(torch.from_numpy(ts_on))
+    sess.done.zero_(), sess.sum_logprob.zero_(), sess.temperature.zero_(), sess.cap.fill_(224)
+    sess.eot_ts.zero_()
+    return hist, ts_on, logits
+
+
+def reference_row(m, logits, hist, ts_on, suppress, begin, hold=0):
+    tok = m.tokenizer
+    return reference_filter(logits, hist, tb=tok.timestamp_begin, eot=tok.eot, no_ts=tok.no_timestamps,
+                            max_initial=m.config.max_initial_timestamp_index,
+                            suppress=(suppress == -np.inf).nonzero().flatten().numpy(),
+                            begin=(begin == -np.inf).nonzero().flatten().numpy(), ts_on=bool(ts_on), hold=hold)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 5, 9])
+def test_rules_match_openai(tiny_en, k):
+    sess, suppress, begin = masked_session(tiny_en)
     rng = np.random.default_rng(k)
     for trial in range(6):
-        hist = [random_history(rng, k, tb, tok.eot) for _ in range(8)]
-        ts_on = rng.random(8) < 0.8
-        logits = rng.normal(0, 3, size=(8, V)).astype(np.float32)
-        logits[:, tb:] += rng.normal(0, 3, size=(8, 1)).astype(np.float32)  # make timestamps competitive
-        sess.step.fill_(k)
-        sess.hist.copy_(torch.tensor([[h[-2] if k >= 2 else 0, h[-1] if k >= 1 else 0] for h in hist]))
-        sess.max_ts.copy_(torch.tensor([max([t for t in h if t >= tb], default=tb - 1) for h in hist]))
-        sess.ts_on.copy_(torch.from_numpy(ts_on))
-        sess.done.zero_(), sess.sum_logprob.zero_(), sess.temperature.zero_(), sess.cap.fill_(224)
-        sess.eot_ts.zero_()  # the engine's cached session may hold an earlier decode's EOT holds
+        hist, ts_on, logits = random_rows(tiny_en, sess, rng, k)
         select(sess, torch.from_numpy(logits.copy()), sample=False)
         for b in range(8):
-            ref = reference_filter(logits[b], hist[b], tb=tb, eot=tok.eot, no_ts=tok.no_timestamps,
-                                   max_initial=tiny_en.config.max_initial_timestamp_index,
-                                   suppress=(suppress[0:] == -np.inf).nonzero().flatten().numpy(),
-                                   begin=(begin == -np.inf).nonzero().flatten().numpy(), ts_on=bool(ts_on[b]))
+            ref = reference_row(tiny_en, logits[b], hist[b], ts_on[b], suppress, begin)
             want = int(ref.argmax())
             assert int(sess.out[b, k]) == want, (trial, b, hist[b])
             lp = torch.log_softmax(torch.from_numpy(ref), -1)[want].item()
-            assert abs(sess.sum_logprob[b].item() - lp) < 1e-4
+            assert abs(sess.sum_logprob[b].item() - lp) < 1e-4  # float32 log-softmax of two kernels
 
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3, 5, 9])
@@ -92,24 +111,13 @@ def test_host_rules_equal_tensor_rules_bit_for_bit(tiny_en, k):
     the tensor form (`tensor_rules`). Same logits, -inf included, and the log-softmax handed back (when no row
     was forced to a timestamp) equals the one select would compute; both also equal openai's filters (with
     rows holding EOT until a timestamp, Row.hold_eot)."""
-    eng, tok = tiny_en.engine, tiny_en.tokenizer
-    sess = eng.session(8, eng.sample_len)
-    suppress, begin = eng.masks("-1", True)
-    sess.suppress.copy_(suppress)
-    sess.begin.copy_(begin)
-    tb, V = tok.timestamp_begin, tiny_en.config.n_vocab
+    sess, suppress, begin = masked_session(tiny_en)
+    tb = tiny_en.tokenizer.timestamp_begin
     rng = np.random.default_rng(100 + k)
     handed_back = forced = held = 0
     for trial in range(8):
-        hist = [random_history(rng, k, tb, tok.eot) for _ in range(8)]
-        ts_on = rng.random(8) < 0.8
-        logits = rng.normal(0, 3, size=(8, V)).astype(np.float32)
-        logits[:, tb:] += rng.normal(0, 3, size=(8, 1)).astype(np.float32) - (8 if trial % 2 else 0)  # odd: no row forced
-        sess.step.fill_(k)
-        sess.hist.copy_(torch.tensor([[h[-2] if k >= 2 else 0, h[-1] if k >= 1 else 0] for h in hist]))
-        sess.max_ts.copy_(torch.tensor([max([t for t in h if t >= tb], default=tb - 1) for h in hist]))
-        sess.ts_on.copy_(torch.from_numpy(ts_on))
-        holds = [int(tb + rng.integers(0, 60)) if rng.random() < 0.5 else 0 for _ in range(8)]
+        hist, ts_on, logits = random_rows(tiny_en, sess, rng, k, ts_shift=-8.0 if trial % 2 else 0.0)  # odd: no
+        holds = [int(tb + rng.integers(0, 60)) if rng.random() < 0.5 else 0 for _ in range(8)]  # row forced
         sess.eot_ts.copy_(torch.tensor(holds))
         want = tensor_rules(sess, torch.from_numpy(logits))
         got, logprobs = host_rules(sess, torch.from_numpy(logits))
@@ -120,11 +128,7 @@ def test_host_rules_equal_tensor_rules_bit_for_bit(tiny_en, k):
             handed_back += 1
             assert torch.equal(logprobs, torch.log_softmax(want, dim=-1))
         for b in range(8):
-            ref = reference_filter(logits[b], hist[b], tb=tb, eot=tok.eot, no_ts=tok.no_timestamps,
-                                   max_initial=tiny_en.config.max_initial_timestamp_index,
-                                   suppress=(suppress == -np.inf).nonzero().flatten().numpy(),
-                                   begin=(begin == -np.inf).nonzero().flatten().numpy(), ts_on=bool(ts_on[b]),
-                                   hold=holds[b])
+            ref = reference_row(tiny_en, logits[b], hist[b], ts_on[b], suppress, begin, hold=holds[b])
             assert np.array_equal(got[b].numpy(), ref), (trial, b, hist[b])
             held += max([t for t in hist[b] if t >= tb], default=tb - 1) < holds[b]
     assert held and forced and (handed_back or k == 0)  # both branches ran (at the first step text is banned: forced)
