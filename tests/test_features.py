@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from whisperfast.audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio
-from whisperfast.features import (log_mel_spectrogram, long_form_features, mel_filters, pad_features,
-                                  short_form_features)
+from whisperfast.features import (_log_power_mel, _MelStream, first_silent_frame, log_mel_spectrogram,
+                                  long_form_features, mel_filters, pad_features, short_form_features,
+                                  silent_column)
 
 DATA = Path(__file__).parent / "data"
 CLIPS = [r["file"] for r in csv.DictReader((DATA / "MANIFEST.tsv").read_text().splitlines(), delimiter="\t")]
@@ -128,6 +129,26 @@ def test_long_form_blockwise_equals_one_shot_on_three_minutes():
     blocks = long_form_features(x, 80)
     assert blocks.shape == one_shot.shape == (80, (len(x) + N_SAMPLES) // 160)
     assert (blocks - one_shot).abs().max() <= 1e-5  # measured 0.0
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_silent_frames_are_filled_with_what_computing_them_gives(n_mels):
+    """Frames that read only the 30 s of padding are not computed but filled with `silent_column`: exactly the
+    values the STFT + mel + log10 of those zero frames give (one shot, torch.stft over the whole padded clip,
+    before normalising), and the first silent frame is the first frame with no audio sample in its window."""
+    x = np.random.default_rng(0).standard_normal(3 * SAMPLE_RATE + 77).astype(np.float32)
+    z = torch.nn.functional.pad(torch.from_numpy(x), (0, N_SAMPLES))
+    stft = torch.stft(z, 400, 160, window=torch.hann_window(400), return_complex=True)[:, :-1]
+    raw = _log_power_mel(stft, n_mels)                                         # [n_mels, frames], not normalised
+    f0 = first_silent_frame(len(x))
+    assert f0 == -(-(len(x) + 200) // 160)
+    assert (raw[:, f0:] == silent_column(n_mels, "cpu")).all()               # bit for bit
+    assert not (raw[:, f0 - 1] == silent_column(n_mels, "cpu")[:, 0]).all()  # the frame before hears the clip
+    stream = _MelStream(n_mels, torch.device("cpu"), expected=len(x), block_frames=N_FRAMES)
+    stream.push(torch.from_numpy(x))
+    streamed = stream.finish().mel
+    assert (streamed[:, f0:] == streamed[:, -1:]).all()
+    torch.testing.assert_close(streamed, log_mel_spectrogram(x, n_mels, padding=N_SAMPLES), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("n", [1, 199, 201, 16000])

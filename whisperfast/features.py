@@ -132,13 +132,34 @@ def long_form_features(audio: Audio, n_mels: int = 80, *, device: str | torch.de
     total = len(x) + N_SAMPLES  # length of the zero-padded signal z
     n_frames = total // HOP_LENGTH  # frames kept after dropping the last STFT frame
     out = torch.empty(n_mels, n_frames, device=x.device)  # [n_mels, frames]
-    for f0 in range(0, n_frames, block_frames):
-        f1 = min(n_frames, f0 + block_frames)
+    silent = min(n_frames, first_silent_frame(len(x)))
+    out[:, silent:] = silent_column(n_mels, x.device)
+    for f0 in range(0, silent, block_frames):
+        f1 = min(silent, f0 + block_frames)
         seg = _reflect_padded(x, total, f0 * HOP_LENGTH, (f1 - 1) * HOP_LENGTH + N_FFT)  # [(f1-f0-1)*160 + 400]
         stft = torch.stft(seg, N_FFT, HOP_LENGTH, window=_hann(str(x.device)), center=False,
                           return_complex=True)  # [201, f1 - f0]
         out[:, f0:f1] = _log_power_mel(stft, n_mels)
     return _normalise_(out, out.max())
+
+
+def first_silent_frame(n: int) -> int:
+    """The first frame of the centred STFT of z = audio [n] + 30 s of zeros whose 400 samples are all padding
+    (z[f*160 - 200, f*160 + 200) with f*160 - 200 >= n; the reflected end of z is zeros too): it and every later
+    frame are `silent_column`. A short file's mel is mostly such frames (jfk.flac: 1900 of its 3100)."""
+    return -(-(n + N_FFT // 2) // HOP_LENGTH)
+
+
+@lru_cache(maxsize=None)
+def _silent_column(n_mels: int, device: str) -> Tensor:
+    zeros = torch.zeros(N_FFT // 2 + 1, 64, dtype=torch.complex64, device=device)  # the STFT of zeros is exact
+    return _log_power_mel(zeros, n_mels)[:, :1].clone()
+
+
+def silent_column(n_mels: int, device: str | torch.device) -> Tensor:
+    """The log-mel [n_mels, 1] (before normalising) of an all-zero frame, computed as every frame is (the same
+    kernels on a block of zeros): equal, bit for bit, to the frames it stands for (tests/test_features.py)."""
+    return _silent_column(n_mels, str(torch.device(device)))
 
 
 def _reflect_padded(x: Tensor, total: int, a: int, b: int) -> Tensor:
@@ -199,9 +220,13 @@ class _MelStream:
         if self.n_tail:
             self.tail[self.n_tail:] = 0
             self._put_levels(_dbfs(self.tail.square().mean())[None])
-        self._feed(torch.zeros(N_SAMPLES + N_FFT // 2))  # the padding, then the reflected end (zeros)
+        silent = min(self.stop, first_silent_frame(self.n))  # frames from here on read only zeros
+        self._feed(torch.zeros(max(0, (silent - 1) * HOP_LENGTH + N_FFT // 2 - self.n)))  # up to the last heard frame
+        stop, self.stop = self.stop, silent
         while self.f < self.stop:
             self._frames()
+        self.stop = stop
+        self._put(silent_column(self.n_mels, self.device).expand(-1, stop - self.f))
         if self.out.shape[1] > self.stop * 1.01:  # libsndfile over-counted by more than 1%: give it back
             self.out = self.out[:, :self.stop].clone()
         mel = self.out[:, :self.stop]  # a view; contiguous unless out is (a little) longer
