@@ -116,8 +116,9 @@ def test_host_rules_equal_tensor_rules_bit_for_bit(tiny_en, k):
     rng = np.random.default_rng(100 + k)
     handed_back = forced = held = 0
     for trial in range(8):
-        hist, ts_on, logits = random_rows(tiny_en, sess, rng, k, ts_shift=-8.0 if trial % 2 else 0.0)  # odd: no
-        holds = [int(tb + rng.integers(0, 60)) if rng.random() < 0.5 else 0 for _ in range(8)]  # row forced
+        # odd trials: timestamps 8 lower, so no row is forced to one
+        hist, ts_on, logits = random_rows(tiny_en, sess, rng, k, ts_shift=-8.0 if trial % 2 else 0.0)
+        holds = [int(tb + rng.integers(0, 60)) if rng.random() < 0.5 else 0 for _ in range(8)]
         sess.eot_ts.copy_(torch.tensor(holds))
         want = tensor_rules(sess, torch.from_numpy(logits))
         got, logprobs = host_rules(sess, torch.from_numpy(logits))

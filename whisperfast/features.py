@@ -222,11 +222,9 @@ class _MelStream:
             self._put_levels(_dbfs(self.tail.square().mean())[None])
         silent = min(self.stop, first_silent_frame(self.n))  # frames from here on read only zeros
         self._feed(torch.zeros(max(0, (silent - 1) * HOP_LENGTH + N_FFT // 2 - self.n)))  # up to the last heard frame
-        stop, self.stop = self.stop, silent
-        while self.f < self.stop:
+        while self.f < silent:  # the samples fed end with frame silent - 1: _frames stops there
             self._frames()
-        self.stop = stop
-        self._put(silent_column(self.n_mels, self.device).expand(-1, stop - self.f))
+        self._put(silent_column(self.n_mels, self.device).expand(-1, self.stop - self.f))
         if self.out.shape[1] > self.stop * 1.01:  # libsndfile over-counted by more than 1%: give it back
             self.out = self.out[:, :self.stop].clone()
         mel = self.out[:, :self.stop]  # a view; contiguous unless out is (a little) longer
